@@ -1,0 +1,1 @@
+"""HTTP routes: thin, validate and call the engine or a store."""

@@ -1,0 +1,114 @@
+"""create_app(settings): routers, error handlers, and a lifespan that builds the engine."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+import anyio
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from service import __version__
+from service.api import decisions, health
+from service.engine import Engine
+from service.errors import ArbiterError, validation_details
+from service.kinds import KINDS
+from service.llm.client import LLMClient
+from service.llm.prompts import PromptLibrary
+from service.log.store import Store
+from service.settings import Settings, get_settings
+from service.specs.registry import SpecRegistry
+
+log = logging.getLogger("arbiter")
+
+
+def build_engine(settings: Settings, *, llm: LLMClient | None = None) -> Engine:
+    """Store, registry, prompts and LLM client wired into an engine (no HTTP involved)."""
+    store = Store(url=settings.database_url)
+    store.create_all()
+    registry = SpecRegistry(directory=settings.specs_dir, store=store)
+    registry.load()
+    if llm is None and settings.llm_enabled:
+        llm = LLMClient(settings=settings)
+    return Engine(
+        settings=settings,
+        store=store,
+        registry=registry,
+        prompts=PromptLibrary(settings.prompts_dir),
+        llm=llm,
+    )
+
+
+def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None) -> FastAPI:
+    """The ASGI app; nothing is built before the lifespan starts."""
+    settings = settings or get_settings()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        engine = await anyio.to_thread.run_sync(lambda: build_engine(settings, llm=llm))
+        app.state.settings = settings
+        app.state.engine = engine
+        app.state.store = engine.store
+        mode = "LLM enabled" if engine.llm else "LLM disabled: rules only"
+        log.info("arbiter ready on %s (%s)", settings.database_url.split("@")[-1], mode)
+        try:
+            yield
+        finally:
+            if engine.llm is not None:
+                await engine.llm.aclose()
+            engine.store.close()
+
+    app = FastAPI(
+        title="Arbiter",
+        version=__version__,
+        lifespan=lifespan,
+        description="Decision API for order operations.",
+    )
+    app.include_router(decisions.build_router(KINDS))
+    app.include_router(health.router)
+
+    @app.exception_handler(ArbiterError)
+    async def _arbiter_error(_: Request, exc: ArbiterError) -> JSONResponse:
+        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = list(exc.errors())
+        if any(e.get("type") == "json_invalid" for e in errors):
+            return JSONResponse(
+                {
+                    "error": {
+                        "code": "bad_request",
+                        "message": "the body is not valid JSON",
+                        "details": validation_details(errors),
+                    }
+                },
+                status_code=400,
+            )
+        details = validation_details(errors)
+        first = details[0] if details else {"field": "(body)", "reason": "invalid"}
+        return JSONResponse(
+            {
+                "error": {
+                    "code": "validation_error",
+                    "message": f"{first['field']}: {first['reason']}",
+                    "details": details,
+                }
+            },
+            status_code=422,
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
+        return JSONResponse(
+            {"error": {"code": code, "message": str(exc.detail), "details": None}},
+            status_code=exc.status_code,
+            headers=exc.headers,
+        )
+
+    return app

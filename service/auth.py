@@ -1,0 +1,18 @@
+"""API keys with scopes: Authorization: Bearer <key>."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+SCOPES = frozenset({"decide", "audit", "audit:pii", "review", "admin"})
+
+
+@dataclass(frozen=True)
+class Caller:
+    """Who is calling: the API key's id and scopes."""
+
+    key_id: str
+    scopes: frozenset[str]
+
+    def has(self, scope: str) -> bool:
+        return scope in self.scopes or "admin" in self.scopes

@@ -1,0 +1,234 @@
+"""The one pipeline every decision kind goes through (DESIGN §1)."""
+
+from __future__ import annotations
+
+import time
+from functools import partial
+from typing import Any
+
+import anyio
+from pydantic import BaseModel, ValidationError
+from ulid import ULID
+
+from service.errors import InvalidInput, NotFound, validation_details
+from service.kinds import KINDS, AnyKind
+from service.kinds.base import Check, VerdictBase
+from service.llm.client import LLMClient
+from service.llm.prompts import PromptLibrary
+from service.llm.usage import Attempt, Usage
+from service.log.chain import utc_iso
+from service.log.models import DecisionRow, utcnow
+from service.log.store import Store
+from service.settings import Settings
+from service.specs.loader import Spec
+from service.specs.registry import SpecRegistry
+
+
+class SpecRef(BaseModel):
+    name: str
+    version: str
+    sha256: str
+
+
+class UsageOut(BaseModel):
+    prompt_tokens: int
+    completion_tokens: int
+    llm_calls: int
+    cost_usd: str
+
+
+class LatencyOut(BaseModel):
+    total: int
+    llm: int
+
+
+class DecisionResponse(BaseModel):
+    """The envelope every POST /v1/decisions/{kind} returns."""
+
+    decision_id: str
+    kind: str
+    created_at: str
+    outcome: str
+    verdict: dict[str, Any]
+    source: str
+    needs_review: bool
+    review_reasons: list[str]
+    cited_clauses: list[str]
+    rationale: str
+    confidence: float
+    checks: list[Check]
+    fallback_reason: str | None
+    spec: SpecRef
+    model: str | None
+    usage: UsageOut
+    latency_ms: LatencyOut
+
+    @classmethod
+    def from_row(cls, row: DecisionRow) -> DecisionResponse:
+        return cls(
+            decision_id=row.id,
+            kind=row.kind,
+            created_at=utc_iso(row.created_at),
+            outcome=row.outcome,
+            verdict=row.verdict,
+            source=row.source,
+            needs_review=row.needs_review,
+            review_reasons=row.review_reasons,
+            cited_clauses=row.cited_clauses,
+            rationale=row.rationale,
+            confidence=row.confidence,
+            checks=[Check(**c) for c in row.checks],
+            fallback_reason=row.fallback_reason,
+            spec=SpecRef(name=row.spec_name, version=row.spec_version, sha256=row.spec_sha256),
+            model=row.model,
+            usage=UsageOut(**row.usage),
+            latency_ms=LatencyOut(**row.latency_ms),
+        )
+
+
+def new_decision_id() -> str:
+    return "dec_" + str(ULID())
+
+
+def cited_clauses_check(verdict: VerdictBase, spec: Spec) -> Check:
+    """Every clause a verdict cites must exist in the spec version used."""
+    unknown = [c for c in verdict.cited_clauses if c not in spec.clauses]
+    if unknown:
+        return Check(
+            name="cited_clauses_exist",
+            status="failed",
+            detail=f"not in spec {spec.sha256[:12]}: {', '.join(unknown)}",
+        )
+    if not verdict.cited_clauses:
+        return Check(name="cited_clauses_exist", status="failed", detail="no clause cited")
+    return Check(name="cited_clauses_exist", status="passed")
+
+
+class Engine:
+    """validate → spec → precheck → LLM → guard → fallback/review → log → respond."""
+
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        store: Store,
+        registry: SpecRegistry,
+        prompts: PromptLibrary,
+        llm: LLMClient | None,
+        kinds: dict[str, AnyKind] | None = None,
+    ):
+        self.settings = settings
+        self.store = store
+        self.registry = registry
+        self.prompts = prompts
+        self.llm = llm
+        self.kinds = kinds or KINDS
+
+    def kind(self, name: str) -> AnyKind:
+        try:
+            return self.kinds[name]
+        except KeyError:
+            raise NotFound(
+                f"unknown decision kind {name!r}", details={"known": sorted(self.kinds)}
+            ) from None
+
+    def parse_case(self, kind: str, data: Any) -> BaseModel:
+        """Validate a raw case; InvalidInput names every bad field."""
+        try:
+            case: BaseModel = self.kind(kind).Case.model_validate(data)
+            return case
+        except ValidationError as exc:
+            raise InvalidInput(
+                "the case is not valid", details=validation_details(list(exc.errors()))
+            ) from exc
+
+    async def decide(
+        self, *, kind: str, case: BaseModel, caller: str | None, idempotency_key: str | None = None
+    ) -> DecisionResponse:
+        """Decide a validated case, log it, and return the envelope."""
+        started = time.monotonic()
+        k = self.kind(kind)
+        spec = self.registry.active(kind)
+        params = spec.params
+        attempts: list[Attempt] = []
+        usage = Usage()
+        checks: list[Check] = []
+        review: list[str] = []
+        llm_verdict: VerdictBase | None = None
+        fallback_reason: str | None = None
+        model: str | None = None
+        prompt = None
+        llm_ms = 0
+
+        verdict: VerdictBase | None = k.precheck(case, params)
+        source = "rules"
+        if verdict is None and self.llm is None:
+            verdict, source, fallback_reason = k.fallback(case, params), "fallback", "llm_disabled"
+        elif verdict is None:
+            assert self.llm is not None
+            prompt = self.prompts.render(spec=spec, case=case)
+            result = await self.llm.structured(
+                prompt=prompt,
+                response_model=k.Verdict,
+                models=spec.meta.model.for_value(k.case_value(case)),
+                deadline_s=self.settings.deadline_s,
+            )
+            attempts, usage, llm_ms = result.attempts, result.usage, result.latency_ms
+            if result.verdict is None:
+                verdict, source = k.fallback(case, params), "fallback"
+                fallback_reason = result.failure
+            else:
+                llm_verdict = result.verdict  # type: ignore[assignment]
+                guarded = k.guard(case, llm_verdict, params)
+                checks = [*guarded.checks, cited_clauses_check(guarded.verdict, spec)]
+                if any(c.status == "failed" for c in checks):
+                    verdict, source = k.fallback(case, params), "fallback"
+                    fallback_reason = "guardrail_violation"
+                else:
+                    verdict, source, model = guarded.verdict, "llm", result.model
+                    review = list(guarded.review_reasons)
+                    if verdict.confidence < params.review_confidence_below:
+                        review.append(
+                            f"confidence {verdict.confidence:.2f} is below "
+                            f"{params.review_confidence_below}"
+                        )
+        assert verdict is not None
+        if k.needs_review(verdict) and not review:
+            review.append("the policy sends this case to review")
+        order_id, customer_id = k.subjects(case)
+        row = DecisionRow(
+            id=new_decision_id(),
+            kind=kind,
+            created_at=utcnow(),
+            caller=caller,
+            idempotency_key=idempotency_key,
+            order_id=order_id,
+            customer_id=customer_id,
+            outcome=k.outcome(verdict),
+            source=source,
+            needs_review=bool(review),
+            fallback_reason=fallback_reason,
+            case=case.model_dump(mode="json"),
+            verdict=verdict.model_dump(mode="json"),
+            llm_verdict=llm_verdict.model_dump(mode="json") if llm_verdict else None,
+            checks=[c.model_dump() for c in checks],
+            review_reasons=review,
+            cited_clauses=list(verdict.cited_clauses),
+            rationale=verdict.rationale,
+            confidence=verdict.confidence,
+            spec_name=spec.name,
+            spec_version=spec.version,
+            spec_sha256=spec.sha256,
+            prompt_sha256=prompt.sha256 if prompt else None,
+            prompt_template_sha256=prompt.template_sha256 if prompt else None,
+            prompt={"system": prompt.system, "user": prompt.user} if prompt else None,
+            guardrails_version=k.guardrails_version,
+            model=model,
+            attempts=[a.as_dict() for a in attempts],
+            usage=usage.as_dict(),
+            latency_ms={"total": int((time.monotonic() - started) * 1000), "llm": llm_ms},
+            prev_hash="",
+            hash="",
+        )
+        row = await anyio.to_thread.run_sync(partial(self.store.append, row=row))
+        return DecisionResponse.from_row(row)

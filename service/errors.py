@@ -1,0 +1,77 @@
+"""One exception tree; the API maps it to {"error": {"code", "message", "details"}}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class ArbiterError(Exception):
+    """Root of every error Arbiter raises on purpose."""
+
+    status = 500
+    code = "internal_error"
+
+    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+        self.headers = headers or {}
+
+    def body(self) -> dict[str, Any]:
+        """The JSON error body."""
+        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+
+
+class InvalidInput(ArbiterError):
+    """The caller sent a case or parameter that does not validate."""
+
+    status = 422
+    code = "validation_error"
+
+
+class Unauthenticated(ArbiterError):
+    status = 401
+    code = "unauthenticated"
+
+
+class Forbidden(ArbiterError):
+    status = 403
+    code = "forbidden"
+
+
+class NotFound(ArbiterError):
+    status = 404
+    code = "not_found"
+
+
+class Conflict(ArbiterError):
+    status = 409
+    code = "conflict"
+
+
+class SpecError(ArbiterError):
+    """A spec file that cannot be loaded: bad front matter, parameters or clauses."""
+
+    status = 500
+    code = "spec_error"
+
+
+class StoreUnavailable(ArbiterError):
+    """The decision log could not be written; the decision is not returned."""
+
+    status = 503
+    code = "store_unavailable"
+
+
+class ChainBroken(ArbiterError):
+    status = 500
+    code = "chain_broken"
+
+
+def validation_details(errors: list[Any]) -> list[dict[str, str]]:
+    """Pydantic errors as [{field, reason}] with dotted field paths."""
+    out = []
+    for err in errors:
+        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
+        out.append({"field": ".".join(loc) or "(body)", "reason": str(err.get("msg", "invalid"))})
+    return out

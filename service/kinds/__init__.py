@@ -1,0 +1,12 @@
+"""The registered decision kinds."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from service.kinds.base import DecisionKind
+from service.kinds.returns import KIND as RETURNS
+
+AnyKind = DecisionKind[Any, Any, Any]
+
+KINDS: dict[str, AnyKind] = {k.name: k for k in (RETURNS,)}

@@ -1,0 +1,149 @@
+"""The decision-kind contract: Case, Verdict, Parameters, precheck, guard, fallback."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    WithJsonSchema,
+)
+
+CENT = Decimal("0.01")
+
+
+def _reject_float(value: Any) -> Any:
+    if isinstance(value, float):
+        raise ValueError('money must be a decimal string such as "129.00", not a JSON number')
+    if isinstance(value, bool):
+        raise ValueError("money must be a decimal string")
+    return value
+
+
+def cents(value: Decimal) -> Decimal:
+    """Round a money amount to the cent, half up."""
+    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+Money = Annotated[
+    Decimal,
+    BeforeValidator(_reject_float),
+    Field(ge=0, max_digits=14, decimal_places=2),
+    AfterValidator(cents),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{1,12}(\.\d{1,2})?$"}),
+]
+"""A non-negative amount with at most two decimals; JSON numbers are refused."""
+
+UntrustedText = Annotated[
+    str,
+    StringConstraints(max_length=4000),
+    WithJsonSchema({"type": "string", "maxLength": 4000, "x-untrusted": True}),
+]
+"""Free text written by a customer: data, never instructions."""
+
+ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,3}\d{1,3}[a-z]?$")]
+
+
+class StrictModel(BaseModel):
+    """Base for request models: unknown fields are errors."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class VerdictBase(BaseModel):
+    """What every verdict carries besides the kind's own fields."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    cited_clauses: list[ClauseId] = Field(
+        default_factory=list, description="Ids of the policy clauses this verdict rests on."
+    )
+    rationale: str = Field(max_length=2000, description="Why, in one or two sentences.")
+    confidence: float = Field(ge=0, le=1, description="How sure the decision is, 0 to 1.")
+
+
+class ParametersBase(BaseModel):
+    """Parameters every kind has; kinds extend this with their own numbers."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    review_confidence_below: float = Field(default=0.7, ge=0, le=1)
+
+
+class Check(BaseModel):
+    """One guardrail that ran over a verdict."""
+
+    name: str
+    status: Literal["passed", "repaired", "failed"]
+    detail: str | None = None
+
+
+C = TypeVar("C", bound=BaseModel)
+V = TypeVar("V", bound=VerdictBase)
+P = TypeVar("P", bound=ParametersBase)
+
+
+@dataclass
+class Guarded(Generic[V]):
+    """The outcome of guard(): the (possibly repaired) verdict, the checks, review reasons."""
+
+    verdict: V
+    checks: list[Check]
+    review_reasons: list[str] = field(default_factory=list)
+
+    @property
+    def failed(self) -> list[Check]:
+        return [c for c in self.checks if c.status == "failed"]
+
+
+class DecisionKind(ABC, Generic[C, V, P]):
+    """A decision kind: one module, one spec, one prompt, one eval suite."""
+
+    name: ClassVar[str]
+    Case: type[C]
+    Verdict: type[V]
+    Parameters: type[P]
+    guardrails_version: ClassVar[str]
+    clause_refs: ClassVar[frozenset[str]]
+    """Clause ids that precheck, guard and fallback cite; every spec version must define them."""
+
+    @abstractmethod
+    def precheck(self, case: C, params: P) -> V | None:
+        """A verdict when hard rules decide alone, else None."""
+
+    @abstractmethod
+    def guard(self, case: C, verdict: V, params: P) -> Guarded[V]:
+        """Check and bound an LLM verdict."""
+
+    @abstractmethod
+    def fallback(self, case: C, params: P) -> V:
+        """The whole policy, deterministically."""
+
+    @abstractmethod
+    def outcome(self, verdict: V) -> str:
+        """The headline of a verdict for the envelope."""
+
+    def needs_review(self, verdict: V) -> bool:  # noqa: ARG002
+        """Whether the verdict itself asks for a human."""
+        return False
+
+    def reference_date(self, case: C) -> date | None:  # noqa: ARG002
+        """The date that picks the spec version in force for this case."""
+        return None
+
+    def case_value(self, case: C) -> Decimal:  # noqa: ARG002
+        """The money at stake, for model escalation."""
+        return Decimal(0)
+
+    def subjects(self, case: C) -> tuple[str | None, str | None]:  # noqa: ARG002
+        """(order id, customer id) of the case, for search in the log."""
+        return None, None

@@ -1,0 +1,110 @@
+"""Tables of the decision log, the spec versions, the chain head and the API keys."""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime
+from typing import Any
+
+from sqlalchemy import JSON, Column, DateTime, Text
+from sqlalchemy.dialects.postgresql import JSONB
+from sqlmodel import Field, SQLModel
+
+JSONType = JSON().with_variant(JSONB(), "postgresql")
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def _json(nullable: bool = False) -> Any:
+    return Field(sa_column=Column(JSONType, nullable=nullable))
+
+
+def _ts(index: bool = False) -> Any:
+    return Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=index))
+
+
+class DecisionRow(SQLModel, table=True):
+    """One decision; columns besides `seq` and `hash` are covered by the hash."""
+
+    __tablename__ = "decisions"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(index=True, unique=True, max_length=40)
+    kind: str = Field(index=True, max_length=32)
+    created_at: datetime = _ts(index=True)
+    caller: str | None = Field(default=None, max_length=64)
+    idempotency_key: str | None = Field(default=None, index=True, max_length=255)
+    order_id: str | None = Field(default=None, index=True, max_length=64)
+    customer_id: str | None = Field(default=None, index=True, max_length=64)
+    outcome: str = Field(index=True, max_length=64)
+    source: str = Field(index=True, max_length=16)
+    needs_review: bool = Field(index=True)
+    fallback_reason: str | None = Field(default=None, index=True, max_length=32)
+    case: dict[str, Any] = _json()
+    verdict: dict[str, Any] = _json()
+    llm_verdict: dict[str, Any] | None = _json(nullable=True)
+    checks: list[dict[str, Any]] = _json()
+    review_reasons: list[str] = _json()
+    cited_clauses: list[str] = _json()
+    rationale: str = Field(sa_column=Column(Text, nullable=False))
+    confidence: float
+    spec_name: str = Field(max_length=64)
+    spec_version: str = Field(max_length=32)
+    spec_sha256: str = Field(index=True, max_length=64)
+    prompt_sha256: str | None = Field(default=None, max_length=64)
+    prompt_template_sha256: str | None = Field(default=None, max_length=64)
+    prompt: dict[str, Any] | None = _json(nullable=True)
+    guardrails_version: str = Field(max_length=64)
+    model: str | None = Field(default=None, index=True, max_length=128)
+    attempts: list[dict[str, Any]] = _json()
+    usage: dict[str, Any] = _json()
+    latency_ms: dict[str, Any] = _json()
+    shadow_of: str | None = Field(default=None, index=True, max_length=40)
+    supersedes: str | None = Field(default=None, index=True, max_length=40)
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+class ChainHead(SQLModel, table=True):
+    """Checkpoint of the chain's end, kept apart from the records to catch truncation."""
+
+    __tablename__ = "chain_head"
+
+    id: int = Field(default=1, primary_key=True)
+    seq: int = 0
+    count: int = 0
+    hash: str = Field(default="0" * 64, max_length=64)
+    updated_at: datetime = _ts()
+
+
+class SpecVersionRow(SQLModel, table=True):
+    """Every spec version ever loaded, with its exact text."""
+
+    __tablename__ = "spec_versions"
+
+    sha256: str = Field(primary_key=True, max_length=64)
+    kind: str = Field(index=True, max_length=32)
+    name: str = Field(max_length=64)
+    version: str = Field(max_length=32)
+    effective_from: date | None = None
+    rollout: str = Field(max_length=16)
+    text: str = Field(sa_column=Column(Text, nullable=False))
+    parameters: dict[str, Any] = _json()
+    first_seen: datetime = _ts()
+    last_seen: datetime = _ts()
+
+
+class ApiKeyRow(SQLModel, table=True):
+    """An API key, stored as its sha256; the key itself is shown once at creation."""
+
+    __tablename__ = "api_keys"
+
+    id: str = Field(primary_key=True, max_length=32)
+    name: str = Field(max_length=100)
+    key_hash: str = Field(index=True, unique=True, max_length=64)
+    scopes: list[str] = _json()
+    created_at: datetime = _ts()
+    revoked_at: datetime | None = Field(
+        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
+    )

@@ -1,0 +1,62 @@
+"""Process settings, read from the environment (prefix ARBITER_) or a .env file."""
+
+from __future__ import annotations
+
+from decimal import Decimal
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+# USD per million tokens: (prompt, completion). Override with ARBITER_LLM_PRICES.
+DEFAULT_PRICES: dict[str, tuple[Decimal, Decimal]] = {
+    "gpt-4o-mini": (Decimal("0.15"), Decimal("0.60")),
+    "gpt-4o": (Decimal("2.50"), Decimal("10.00")),
+    "gpt-4.1-mini": (Decimal("0.40"), Decimal("1.60")),
+    "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
+}
+
+
+class Settings(BaseSettings):
+    """Everything the process is configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="ARBITER_", env_file=".env", extra="ignore")
+
+    database_url: str = "sqlite:///./arbiter.db"
+    specs_dir: Path = PROJECT_ROOT / "specs"
+    prompts_dir: Path = PROJECT_ROOT / "prompts"
+
+    llm_base_url: str | None = None
+    llm_api_key: SecretStr | None = None
+    llm_api_key_file: Path | None = None
+    llm_prices: dict[str, tuple[Decimal, Decimal]] = Field(default_factory=lambda: DEFAULT_PRICES)
+    llm_max_attempts: int = Field(default=3, ge=1, le=10)
+    llm_max_concurrency: int = Field(default=64, ge=1)
+    llm_connect_timeout_s: float = 3.0
+    llm_pool_connections: int = 100
+    deadline_s: float = Field(default=8.0, gt=0, le=120)
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+
+    def llm_key(self) -> str | None:
+        """The LLM API key from the environment or the key file, if any."""
+        if self.llm_api_key is not None:
+            return self.llm_api_key.get_secret_value()
+        if self.llm_api_key_file is not None:
+            return self.llm_api_key_file.read_text().strip()
+        return None
+
+    @property
+    def llm_enabled(self) -> bool:
+        """The LLM is used only when a key or a base URL is configured."""
+        return bool(self.llm_key() or self.llm_base_url)
+
+
+@lru_cache
+def get_settings() -> Settings:
+    """The settings of this process, read once."""
+    return Settings()

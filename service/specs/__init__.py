@@ -1,0 +1,1 @@
+"""Specs: Markdown policies with parameters in their front matter."""
