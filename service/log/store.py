@@ -128,9 +128,9 @@ class Store:
             with Session(self.engine) as s:
                 rows = s.exec(
                     select(DecisionRow)
-                    .where(DecisionRow.seq > last)  # type: ignore[operator]
-                    .order_by(DecisionRow.seq)
-                    .limit(batch)  # type: ignore[arg-type]
+                    .where(col(DecisionRow.seq) > last)
+                    .order_by(col(DecisionRow.seq))
+                    .limit(batch)
                 ).all()
             if not rows:
                 return
