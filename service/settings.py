@@ -34,6 +34,7 @@ class Settings(BaseSettings):
     llm_api_key_file: Path | None = None
     llm_prices: dict[str, tuple[Decimal, Decimal]] = Field(default_factory=lambda: DEFAULT_PRICES)
     llm_max_attempts: int = Field(default=3, ge=1, le=10)
+    llm_backoff_max_s: float = Field(default=2.0, ge=0)
     llm_max_concurrency: int = Field(default=64, ge=1)
     llm_connect_timeout_s: float = 3.0
     llm_pool_connections: int = 100

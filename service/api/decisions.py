@@ -1,6 +1,5 @@
 """POST /v1/decisions/{kind} (one typed route per kind) and GET /v1/decisions/{id}."""
 
-from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
@@ -65,6 +64,10 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
             name=f"decide_{kind.name}",
             summary=f"Decide a {kind.name} case",
         )
+
+    @router.post("/decisions/{kind}", include_in_schema=False)
+    async def unknown_kind(kind: str) -> None:
+        raise NotFound(f"unknown decision kind {kind!r}", details={"known": sorted(kinds)})
 
     @router.get("/decisions/{decision_id}", response_model=DecisionDetail)
     async def get_decision(decision_id: str, store: StoreDep, _: AuditCaller) -> DecisionDetail:

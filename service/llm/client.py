@@ -171,7 +171,10 @@ class LLMClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.llm_max_attempts)
             | stop_after_delay(max(0.0, deadline - time.monotonic())),
-            wait=wait_random_exponential(multiplier=0.1, max=2.0),
+            wait=wait_random_exponential(
+                multiplier=min(0.1, self.settings.llm_backoff_max_s),
+                max=self.settings.llm_backoff_max_s,
+            ),
             retry=retry_if_exception(lambda e: isinstance(e, TRANSIENT)),
             reraise=True,
         )
@@ -225,6 +228,7 @@ class LLMClient:
                 messages=prompt.messages(),  # type: ignore[arg-type]
                 response_model=response_model,
                 max_retries=1,
+                strict=False,  # Money fields are decimal strings; our validators stay strict
                 hooks=hooks,
                 temperature=0,
                 timeout=max(0.05, deadline - time.monotonic()),
