@@ -21,8 +21,8 @@ log_app = typer.Typer(help="The decision log.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 app.add_typer(log_app, name="log")
 app.add_typer(keys_app, name="keys")
-out = Console()
-err = Console(stderr=True)
+out = Console(soft_wrap=True)
+err = Console(stderr=True, soft_wrap=True)
 
 
 def _fail(message: str, code: int = 1) -> None:
