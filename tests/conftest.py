@@ -190,29 +190,42 @@ async def llm_api(api_factory: Callable[..., Any]) -> AsyncIterator[tuple[Api, r
 # --- OpenAI replies -------------------------------------------------------------------
 
 
-def completion(arguments: str, *, name: str = "ReturnVerdict", model: str = "gpt-4o-mini",
-               prompt_tokens: int = 1200, completion_tokens: int = 150) -> dict[str, Any]:
+def completion(
+    arguments: str,
+    *,
+    name: str = "ReturnVerdict",
+    model: str = "gpt-4o-mini",
+    prompt_tokens: int = 1200,
+    completion_tokens: int = 150,
+) -> dict[str, Any]:
     """A chat completion whose one tool call carries `arguments` (a JSON string)."""
     return {
         "id": f"chatcmpl-{uuid.uuid4().hex[:10]}",
         "object": "chat.completion",
         "created": 1_763_000_000,
         "model": model,
-        "choices": [{
-            "index": 0,
-            "finish_reason": "tool_calls",
-            "message": {
-                "role": "assistant",
-                "content": None,
-                "tool_calls": [{
-                    "id": "call_1",
-                    "type": "function",
-                    "function": {"name": name, "arguments": arguments},
-                }],
-            },
-        }],
-        "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
-                  "total_tokens": prompt_tokens + completion_tokens},
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "tool_calls",
+                "message": {
+                    "role": "assistant",
+                    "content": None,
+                    "tool_calls": [
+                        {
+                            "id": "call_1",
+                            "type": "function",
+                            "function": {"name": name, "arguments": arguments},
+                        }
+                    ],
+                },
+            }
+        ],
+        "usage": {
+            "prompt_tokens": prompt_tokens,
+            "completion_tokens": completion_tokens,
+            "total_tokens": prompt_tokens + completion_tokens,
+        },
     }
 
 

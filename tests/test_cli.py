@@ -27,8 +27,9 @@ def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
 
 
 def test_decide_prints_the_envelope(db: str) -> None:
-    r = CliRunner().invoke(cli, ["decide", "returns",
-                                 str(FIXTURES / "contract" / "returns.request.json")])
+    r = CliRunner().invoke(
+        cli, ["decide", "returns", str(FIXTURES / "contract" / "returns.request.json")]
+    )
     assert r.exit_code == 0, r.output
     body = json.loads(r.stdout)
     assert body["outcome"] == "approve" and body["fallback_reason"] == "llm_disabled"

@@ -94,8 +94,9 @@ def test_cli_log_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     assert ok.exit_code == 0, ok.output
     assert "chain OK" in ok.output and "20 records" in ok.output
     with e.store.engine.begin() as conn:
-        conn.execute(text("UPDATE decisions SET rationale = 'edited' WHERE id = :id"),
-                     {"id": ids[11]})
+        conn.execute(
+            text("UPDATE decisions SET rationale = 'edited' WHERE id = :id"), {"id": ids[11]}
+        )
     bad = runner.invoke(cli, ["log", "verify"])
     assert bad.exit_code == 1
     assert ids[11] in bad.output and "BROKEN" in bad.output

@@ -14,8 +14,14 @@ from tests.conftest import LLM_BASE, completion, contract, reply
 
 GOOD = {
     "outcome": "approve",
-    "items": [{"sku": "JKT-RAIN-M", "quantity_approved": 1, "refund_amount": "129.00",
-               "disposition": "refurbish"}],
+    "items": [
+        {
+            "sku": "JKT-RAIN-M",
+            "quantity_approved": 1,
+            "refund_amount": "129.00",
+            "disposition": "refurbish",
+        }
+    ],
     "refund_method": "original_payment",
     "refund_timing": "on_carrier_scan",
     "restocking_fee": "0.00",
@@ -65,20 +71,34 @@ async def test_in_policy_llm_verdict(llm_api: Any) -> None:
     assert body["outcome"] == "approve" and body["needs_review"] is False
     assert body["cited_clauses"] == ["R2", "R8"]
     assert {c["status"] for c in body["checks"]} == {"passed"}
-    assert body["usage"] == {"prompt_tokens": 1200, "completion_tokens": 150, "llm_calls": 1,
-                             "cost_usd": "0.000270"}
+    assert body["usage"] == {
+        "prompt_tokens": 1200,
+        "completion_tokens": 150,
+        "llm_calls": 1,
+        "cost_usd": "0.000270",
+    }
     assert route.call_count == 1
     sent = json.loads(route.calls[0].request.content)
-    assert sent["messages"][0]["role"] == "system" and "R1 Return window" in sent[
-        "messages"][0]["content"]
+    assert (
+        sent["messages"][0]["role"] == "system"
+        and "R1 Return window" in sent["messages"][0]["content"]
+    )
     assert "<case>" in sent["messages"][1]["content"]
     assert route.calls[0].request.headers["authorization"] == "Bearer sk-test-not-a-real-key"
 
 
 async def test_refund_above_paid_is_repaired(llm_api: Any) -> None:
     api, mock = llm_api
-    bad = verdict(items=[{"sku": "JKT-RAIN-M", "quantity_approved": 1,
-                          "refund_amount": "499.00", "disposition": "refurbish"}])
+    bad = verdict(
+        items=[
+            {
+                "sku": "JKT-RAIN-M",
+                "quantity_approved": 1,
+                "refund_amount": "499.00",
+                "disposition": "refurbish",
+            }
+        ]
+    )
     mock.post("/chat/completions").mock(return_value=reply(bad))
     body = (await api.decide("returns", contract("returns.request"))).json()
     assert body["source"] == "llm"
@@ -90,10 +110,20 @@ async def test_refund_above_paid_is_repaired(llm_api: Any) -> None:
 async def test_llm_approving_a_final_sale_change_of_mind_fails_to_fallback(llm_api: Any) -> None:
     api, mock = llm_api
     case = contract("returns.request")
-    case["request"]["items"].append({"sku": "SWIM-01-S", "quantity": 2, "reason": "changed_mind",
-                                     "condition": "new"})
-    both = verdict(items=[*GOOD["items"], {"sku": "SWIM-01-S", "quantity_approved": 2,
-                                           "refund_amount": "70.00", "disposition": "restock"}])
+    case["request"]["items"].append(
+        {"sku": "SWIM-01-S", "quantity": 2, "reason": "changed_mind", "condition": "new"}
+    )
+    both = verdict(
+        items=[
+            *GOOD["items"],
+            {
+                "sku": "SWIM-01-S",
+                "quantity_approved": 2,
+                "refund_amount": "70.00",
+                "disposition": "restock",
+            },
+        ]
+    )
     mock.post("/chat/completions").mock(return_value=reply(both))
     body = (await api.decide("returns", case)).json()
     assert body["source"] == "fallback" and body["fallback_reason"] == "guardrail_violation"
@@ -121,8 +151,9 @@ async def test_timeout_falls_back(llm_api: Any) -> None:
     body = (await api.decide("returns", contract("returns.request"))).json()
     assert body["source"] == "fallback" and body["fallback_reason"] == "llm_timeout"
     assert body["outcome"] == "approve"
-    detail = (await api.client.get(f"/v1/decisions/{body['decision_id']}",
-                                   headers=api.auth("audit"))).json()
+    detail = (
+        await api.client.get(f"/v1/decisions/{body['decision_id']}", headers=api.auth("audit"))
+    ).json()
     assert detail["attempts"] and {a["status"] for a in detail["attempts"]} == {"timeout"}
 
 
@@ -151,8 +182,9 @@ async def test_retried_then_fallback(llm_api: Any, status: int) -> None:
     assert body["source"] == "fallback" and body["fallback_reason"] == "llm_error"
     # 3 attempts on the primary, 3 on the fallback model of the spec's chain
     assert route.call_count == 6
-    detail = (await api.client.get(f"/v1/decisions/{body['decision_id']}",
-                                   headers=api.auth("audit"))).json()
+    detail = (
+        await api.client.get(f"/v1/decisions/{body['decision_id']}", headers=api.auth("audit"))
+    ).json()
     expected = "rate_limited" if status == 429 else "server_error"
     assert [a["status"] for a in detail["attempts"]] == [expected] * 6
     assert [a["model"] for a in detail["attempts"]] == ["gpt-4o-mini"] * 3 + ["gpt-4o"] * 3
@@ -160,8 +192,9 @@ async def test_retried_then_fallback(llm_api: Any, status: int) -> None:
 
 async def test_retry_then_success(llm_api: Any) -> None:
     api, mock = llm_api
-    mock.post("/chat/completions").mock(side_effect=[
-        httpx.Response(500, json={"error": {"message": "oops"}}), reply(GOOD)])
+    mock.post("/chat/completions").mock(
+        side_effect=[httpx.Response(500, json={"error": {"message": "oops"}}), reply(GOOD)]
+    )
     body = (await api.decide("returns", contract("returns.request"))).json()
     assert body["source"] == "llm" and body["usage"]["llm_calls"] == 2
 
@@ -169,12 +202,14 @@ async def test_retry_then_success(llm_api: Any) -> None:
 async def test_malformed_json_reasks_once_then_falls_back(llm_api: Any) -> None:
     api, mock = llm_api
     route = mock.post("/chat/completions").mock(
-        return_value=httpx.Response(200, json=completion('{"outcome": "approve", "items": [')))
+        return_value=httpx.Response(200, json=completion('{"outcome": "approve", "items": ['))
+    )
     body = (await api.decide("returns", contract("returns.request"))).json()
     assert body["source"] == "fallback" and body["fallback_reason"] == "invalid_output"
     assert route.call_count == 4  # one ask + one re-ask, per model in the chain
-    detail = (await api.client.get(f"/v1/decisions/{body['decision_id']}",
-                                   headers=api.auth("audit"))).json()
+    detail = (
+        await api.client.get(f"/v1/decisions/{body['decision_id']}", headers=api.auth("audit"))
+    ).json()
     assert [a["status"] for a in detail["attempts"]] == ["invalid_output"] * 4
     assert detail["attempts"][0]["raw_output"] == '{"outcome": "approve", "items": ['
     assert detail["usage"]["llm_calls"] == 4 and detail["usage"]["prompt_tokens"] == 4800
@@ -182,8 +217,9 @@ async def test_malformed_json_reasks_once_then_falls_back(llm_api: Any) -> None:
 
 async def test_reask_recovers(llm_api: Any) -> None:
     api, mock = llm_api
-    route = mock.post("/chat/completions").mock(side_effect=[
-        httpx.Response(200, json=completion('{"outcome": "maybe"}')), reply(GOOD)])
+    route = mock.post("/chat/completions").mock(
+        side_effect=[httpx.Response(200, json=completion('{"outcome": "maybe"}')), reply(GOOD)]
+    )
     body = (await api.decide("returns", contract("returns.request"))).json()
     assert body["source"] == "llm" and route.call_count == 2
     second = json.loads(route.calls[1].request.content)
@@ -219,8 +255,11 @@ async def test_unknown_sku_is_422(api: Any) -> None:
 
 
 async def test_malformed_body_is_400(api: Any) -> None:
-    r = await api.client.post("/v1/decisions/returns", content=b"{not json",
-                              headers={**api.auth(), "content-type": "application/json"})
+    r = await api.client.post(
+        "/v1/decisions/returns",
+        content=b"{not json",
+        headers={**api.auth(), "content-type": "application/json"},
+    )
     assert r.status_code == 400 and r.json()["error"]["code"] == "bad_request"
 
 
@@ -232,17 +271,20 @@ async def test_unknown_kind_is_404(api: Any) -> None:
 async def test_auth(api: Any) -> None:
     r = await api.client.post("/v1/decisions/returns", json=contract("returns.request"))
     assert r.status_code == 401 and r.json()["error"]["code"] == "unauthenticated"
-    r = await api.client.post("/v1/decisions/returns", json=contract("returns.request"),
-                              headers={"Authorization": "Bearer arb_wrong"})
+    r = await api.client.post(
+        "/v1/decisions/returns",
+        json=contract("returns.request"),
+        headers={"Authorization": "Bearer arb_wrong"},
+    )
     assert r.status_code == 401
-    r = await api.client.post("/v1/decisions/returns", json=contract("returns.request"),
-                              headers=api.auth("audit"))
+    r = await api.client.post(
+        "/v1/decisions/returns", json=contract("returns.request"), headers=api.auth("audit")
+    )
     assert r.status_code == 403 and r.json()["error"]["details"]["required"] == "decide"
     ok = await api.decide("returns", contract("returns.request"))
     r = await api.client.get(f"/v1/decisions/{ok.json()['decision_id']}", headers=api.auth())
     assert r.status_code == 403
-    r = await api.client.get(f"/v1/decisions/{ok.json()['decision_id']}",
-                             headers=api.auth("admin"))
+    r = await api.client.get(f"/v1/decisions/{ok.json()['decision_id']}", headers=api.auth("admin"))
     assert r.status_code == 200 and r.json()["chain"]["seq"] == 1
 
 

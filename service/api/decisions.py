@@ -1,6 +1,5 @@
 """POST /v1/decisions/{kind} (one typed route per kind) and GET /v1/decisions/{id}."""
 
-
 from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
