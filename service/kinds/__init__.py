@@ -5,8 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.kinds.base import DecisionKind
+from service.kinds.exceptions import KIND as EXCEPTIONS
 from service.kinds.returns import KIND as RETURNS
 
 AnyKind = DecisionKind[Any, Any, Any]
 
-KINDS: dict[str, AnyKind] = {k.name: k for k in (RETURNS,)}
+KINDS: dict[str, AnyKind] = {k.name: k for k in (RETURNS, EXCEPTIONS)}

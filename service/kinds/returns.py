@@ -28,6 +28,7 @@ from service.kinds.base import (
     VerdictBase,
     cents,
 )
+from service.kinds.common import Count, Customer, Line, Sku, message_problems
 
 Reason = Literal[
     "changed_mind",
@@ -51,20 +52,8 @@ NO_FEE_REASONS = FAULT_REASONS | {"wrong_size", "arrived_late", "not_as_describe
 RESALEABLE = frozenset({"new", "opened"})
 CONDITION_RANK = {"new": 0, "opened": 1, "used": 2, "missing_parts": 3, "damaged": 3}
 
-Count = Annotated[int, Field(strict=True, ge=1, le=10_000)]
-Sku = Annotated[str, Field(min_length=1, max_length=64)]
-
 
 # --- the case -------------------------------------------------------------------------
-
-
-class Line(StrictModel):
-    sku: Sku
-    title: str = Field(max_length=300)
-    category: str = Field(max_length=64)
-    quantity: Count
-    unit_price: Money
-    tags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=32)
 
 
 class Order(StrictModel):
@@ -86,15 +75,6 @@ class Order(StrictModel):
         if self.delivered_at is not None and self.delivered_at < self.placed_at:
             raise ValueError("delivered_at is before placed_at")
         return self
-
-
-class Customer(StrictModel):
-    id: str = Field(min_length=1, max_length=64)
-    tenure_days: int = Field(ge=0)
-    order_count: int = Field(ge=0)
-    return_count: int = Field(ge=0)
-    lifetime_value: Money
-    flags: list[Annotated[str, Field(max_length=64)]] = Field(default_factory=list, max_length=32)
 
 
 class RequestItem(StrictModel):
@@ -722,7 +702,17 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
                 detail=None if v.total_refund <= p.max_auto_refund else "sent to review (R7)",
             )
         )
-        if any(c.status == "repaired" for c in checks) or v.customer_message is None:
+        internal = [
+            it.notes for it in (case.inspection.items if case.inspection else []) if it.notes
+        ]
+        leaks = message_problems(
+            v.customer_message,
+            customer=case.customer,
+            forbidden=["return rate", "risk", "fraud", "internal"],
+            internal_texts=internal,
+        )
+        check("customer_message_safe", leaks)
+        if leaks or any(c.status == "repaired" for c in checks) or v.customer_message is None:
             v.customer_message = _message(case, v)
         return Guarded(verdict=v, checks=checks, review_reasons=review)
 
