@@ -166,10 +166,10 @@ class Engine:
             verdict, source, fallback_reason = k.fallback(case, params), "fallback", "llm_disabled"
         elif verdict is None:
             assert self.llm is not None
-            prompt = self.prompts.render(spec=spec, case=case)
+            prompt = self.prompts.render(spec=spec, case=k.prompt_case(case, params))
             result = await self.llm.structured(
                 prompt=prompt,
-                response_model=k.Verdict,
+                response_model=k.llm_model(case, params),
                 models=spec.meta.model.for_value(k.case_value(case)),
                 deadline_s=self.settings.deadline_s,
             )
@@ -178,7 +178,7 @@ class Engine:
                 verdict, source = k.fallback(case, params), "fallback"
                 fallback_reason = result.failure
             else:
-                llm_verdict = result.verdict  # type: ignore[assignment]
+                llm_verdict = k.from_llm(case, params, result.verdict)
                 guarded = k.guard(case, llm_verdict, params)
                 checks = [*guarded.checks, cited_clauses_check(guarded.verdict, spec)]
                 if any(c.status == "failed" for c in checks):

@@ -132,6 +132,20 @@ class DecisionKind(ABC, Generic[C, V, P]):
     def outcome(self, verdict: V) -> str:
         """The headline of a verdict for the envelope."""
 
+    def llm_model(self, case: C, params: P) -> type[BaseModel]:  # noqa: ARG002
+        """The response model the LLM fills; by default the verdict itself."""
+        return self.Verdict
+
+    def from_llm(self, case: C, params: P, answer: Any) -> V:  # noqa: ARG002
+        """Turn the LLM's answer into a verdict; by default it is one."""
+        verdict: V = answer
+        return verdict
+
+    def prompt_case(self, case: C, params: P) -> dict[str, Any]:  # noqa: ARG002
+        """What the prompt shows of the case; by default all of it."""
+        data: dict[str, Any] = case.model_dump(mode="json")
+        return data
+
     def needs_review(self, verdict: V) -> bool:  # noqa: ARG002
         """Whether the verdict itself asks for a human."""
         return False

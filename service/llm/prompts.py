@@ -10,7 +10,6 @@ from typing import TYPE_CHECKING, Any
 
 from jinja2 import StrictUndefined
 from jinja2.sandbox import SandboxedEnvironment
-from pydantic import BaseModel
 
 if TYPE_CHECKING:
     from service.specs.loader import Spec
@@ -57,7 +56,7 @@ class PromptLibrary:
             self._cache[kind] = cached
         return cached
 
-    def render(self, *, spec: Spec, case: BaseModel) -> Prompt:
+    def render(self, *, spec: Spec, case: dict[str, Any]) -> Prompt:
         """Render the system part from the spec and the user part from the case."""
         sha, template = self._template(spec.kind)
         params = spec.params.model_dump(mode="json")
@@ -66,9 +65,7 @@ class PromptLibrary:
                 "spec": spec,
                 "policy": spec.body,
                 "parameters": json.dumps(params, indent=2, sort_keys=True),
-                "case_json": json.dumps(
-                    case.model_dump(mode="json"), indent=1, sort_keys=True, ensure_ascii=False
-                ),
+                "case_json": json.dumps(case, indent=1, sort_keys=True, ensure_ascii=False),
             }
         )
         system = "".join(template.blocks["system"](context)).strip() + "\n"

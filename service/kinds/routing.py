@@ -1,0 +1,256 @@
+"""The `routing` decision kind: the planner decides, the LLM only breaks ties."""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field, create_model
+
+from service.kinds.base import Check, DecisionKind, Guarded, VerdictBase
+from service.routing.models import (
+    RoutingCase,
+    RoutingParameters,
+    RoutingVerdict,
+    Shipment,
+    ShipmentLine,
+    Tie,
+)
+from service.routing.planner import Plan, PlanResult, plan
+
+
+def _verdict(
+    result: PlanResult,
+    chosen: Plan | None,
+    *,
+    clauses: list[str],
+    rationale: str,
+    confidence: float,
+) -> RoutingVerdict:
+    tie = Tie(
+        tie=result.is_tie, tied_plan_ids=[p.plan_id for p in result.tied] if result.is_tie else []
+    )
+    if chosen is None:
+        return RoutingVerdict(
+            action="cannot_fulfil",
+            plan_id=None,
+            shipments=[],
+            total_cost=Decimal("0.00"),
+            packages=0,
+            score_breakdown={},
+            tie=tie,
+            blocking=result.blocking,
+            cited_clauses=["T11"],
+            rationale="No feasible plan: " + "; ".join(result.blocking),
+            confidence=1.0,
+        )
+    shipments = [
+        Shipment(
+            location_id=leg.location.id,
+            lines=[ShipmentLine(sku=ln.sku, quantity=ln.quantity) for ln in leg.lines],
+            carrier=leg.option.carrier,
+            service=leg.option.service,
+            cost=leg.option.cost,
+            eta=leg.eta,
+        )
+        for leg in chosen.legs
+    ]
+    return RoutingVerdict(
+        action="ship",
+        plan_id=chosen.plan_id,
+        shipments=shipments,
+        total_cost=chosen.cost,
+        packages=chosen.packages,
+        score_breakdown=chosen.parts,
+        tie=tie,
+        cited_clauses=clauses,
+        rationale=rationale,
+        confidence=confidence,
+    )
+
+
+def _describe(p: Plan) -> str:
+    return f"{p.plan_id} (score {p.score:.2f}, cost {p.cost}, {p.packages} package(s))"
+
+
+class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
+    """Which location and carrier ship an order; the LLM only chooses among tied plans."""
+
+    name = "routing"
+    Case = RoutingCase
+    Verdict = RoutingVerdict
+    Parameters = RoutingParameters
+    guardrails_version = "routing-guard-1"
+    clause_refs = frozenset(f"T{i}" for i in range(1, 12))
+
+    def plans(self, case: RoutingCase, params: RoutingParameters) -> PlanResult:
+        """The planner's result for a case, computed once per case object."""
+        if case._plans is not None and case._plans[0] is params:
+            cached: PlanResult = case._plans[1]
+            return cached
+        result = plan(case, params)
+        case._plans = (params, result)
+        return result
+
+    def precheck(self, case: RoutingCase, params: RoutingParameters) -> RoutingVerdict | None:
+        result = self.plans(case, params)
+        if result.best is None:
+            return _verdict(result, None, clauses=[], rationale="", confidence=1.0)
+        if result.is_tie:
+            return None
+        best = result.best
+        runner = result.plans[1] if len(result.plans) > 1 else None
+        why = f"Best plan {_describe(best)}"
+        if runner is not None:
+            why += (
+                f"; next {_describe(runner)} is {runner.score - best.score:.2f} worse, "
+                f"beyond the tie margin {params.tie_margin}"
+            )
+        return _verdict(
+            result, best, clauses=["T5", "T8"], rationale=why + " (T5, T8).", confidence=1.0
+        )
+
+    def fallback(self, case: RoutingCase, params: RoutingParameters) -> RoutingVerdict:
+        result = self.plans(case, params)
+        chosen = result.chosen_by_rules()
+        if chosen is None:
+            return _verdict(result, None, clauses=[], rationale="", confidence=1.0)
+        if not result.is_tie:
+            return _verdict(
+                result,
+                chosen,
+                clauses=["T5"],
+                rationale=f"Best plan {_describe(chosen)} (T5).",
+                confidence=1.0,
+            )
+        return _verdict(
+            result,
+            chosen,
+            clauses=["T8", "T10"],
+            confidence=1.0,
+            rationale=f"Tie among {len(result.tied)} plans; by the stable order "
+            f"(lowest cost, fewest packages, location id) {_describe(chosen)} "
+            "(T10).",
+        )
+
+    def llm_model(self, case: RoutingCase, params: RoutingParameters) -> type[BaseModel]:
+        """A choice restricted to the ids of the tied plans."""
+        ids = tuple(p.plan_id for p in self.plans(case, params).tied)
+        choice: Any = Literal[ids]
+        model: type[BaseModel] = create_model(
+            "RoutingChoice",
+            __base__=VerdictBase,
+            plan_id=(choice, Field(description="The id of one of the tied plans.")),
+        )
+        return model
+
+    def from_llm(self, case: RoutingCase, params: RoutingParameters, answer: Any) -> RoutingVerdict:
+        result = self.plans(case, params)
+        chosen = next((p for p in result.plans if p.plan_id == answer.plan_id), None)
+        verdict = _verdict(
+            result,
+            chosen,
+            clauses=list(answer.cited_clauses),
+            rationale=answer.rationale,
+            confidence=answer.confidence,
+        )
+        if chosen is None:  # keep what the LLM named so the guard can refuse it
+            verdict.plan_id, verdict.action = str(answer.plan_id), "ship"
+            verdict.cited_clauses = list(answer.cited_clauses)
+        return verdict
+
+    def prompt_case(self, case: RoutingCase, params: RoutingParameters) -> dict[str, Any]:
+        """The order and only the tied plans, described by their ids."""
+        result = self.plans(case, params)
+        locations = {loc.id: loc for loc in case.locations}
+        tied = []
+        for p in result.tied:
+            tied.append(
+                {
+                    "plan_id": p.plan_id,
+                    "total_cost": str(p.cost),
+                    "packages": p.packages,
+                    "score": p.parts,
+                    "shipments": [
+                        {
+                            "location_id": leg.location.id,
+                            "location_type": leg.location.type,
+                            "backlog_hours": leg.location.backlog_hours,
+                            "capabilities": leg.location.capabilities,
+                            "lines": [
+                                {
+                                    "sku": ln.sku,
+                                    "quantity": ln.quantity,
+                                    "tags": ln.tags,
+                                    "stock_at_location": locations[leg.location.id].stock.get(
+                                        ln.sku, 0
+                                    ),
+                                }
+                                for ln in leg.lines
+                            ],
+                            "carrier": leg.option.carrier,
+                            "service": leg.option.service,
+                            "cost": str(leg.option.cost),
+                            "eta": leg.eta.isoformat(),
+                            "on_time_rate": leg.option.on_time_rate,
+                            "co2_kg": leg.option.co2_kg,
+                        }
+                        for leg in p.legs
+                    ],
+                }
+            )
+        return {"order": case.order.model_dump(mode="json"), "peak": case.peak, "tied_plans": tied}
+
+    def guard(
+        self, case: RoutingCase, verdict: RoutingVerdict, params: RoutingParameters
+    ) -> Guarded[RoutingVerdict]:
+        result = plan(case, params)  # recomputed, not taken from the cache
+        tied = {p.plan_id: p for p in result.tied} if result.is_tie else {}
+        chosen = tied.get(verdict.plan_id or "")
+        if chosen is None:
+            feasible = any(p.plan_id == verdict.plan_id for p in result.plans)
+            why = (
+                "is feasible but not one of the tied plans"
+                if feasible
+                else "is not a feasible plan"
+            )
+            return Guarded(
+                verdict=verdict,
+                checks=[
+                    Check(
+                        name="plan_in_tie",
+                        status="failed",
+                        detail=f"{verdict.plan_id!r} {why}; tied: {', '.join(tied) or 'none'}",
+                    )
+                ],
+            )
+        fresh = _verdict(
+            result,
+            chosen,
+            clauses=verdict.cited_clauses,
+            rationale=verdict.rationale,
+            confidence=verdict.confidence,
+        )
+        checks = [Check(name="plan_in_tie", status="passed")]
+        same = fresh.model_dump() == verdict.model_dump()
+        checks.append(
+            Check(
+                name="plan_matches_planner",
+                status="passed" if same else "repaired",
+                detail=None if same else "shipments restored from the planner",
+            )
+        )
+        return Guarded(verdict=fresh, checks=checks)
+
+    def outcome(self, verdict: RoutingVerdict) -> str:
+        return verdict.plan_id or "cannot_fulfil"
+
+    def reference_date(self, case: RoutingCase) -> date:
+        return case.order.placed_at.date()
+
+    def subjects(self, case: RoutingCase) -> tuple[str | None, str | None]:
+        return case.order.id, None
+
+
+KIND = Routing()

@@ -1,0 +1,1 @@
+"""The deterministic routing planner: feasible plans, scores, ties."""
