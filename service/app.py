@@ -16,7 +16,7 @@ from service import __version__
 from service.api import decisions, health
 from service.engine import Engine
 from service.errors import ArbiterError, validation_details
-from service.kinds import KINDS
+from service.kinds.registry import KINDS
 from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
 from service.log.store import Store

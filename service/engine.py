@@ -11,8 +11,8 @@ from pydantic import BaseModel, ValidationError
 from ulid import ULID
 
 from service.errors import InvalidInput, NotFound, validation_details
-from service.kinds import KINDS, AnyKind
 from service.kinds.base import Check, VerdictBase
+from service.kinds.registry import KINDS, AnyKind
 from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
 from service.llm.usage import Attempt, Usage

@@ -10,7 +10,7 @@ from service.auth import Caller
 from service.deps import EngineDep, StoreDep, require
 from service.engine import DecisionResponse
 from service.errors import NotFound
-from service.kinds import AnyKind
+from service.kinds.registry import AnyKind
 from service.log.chain import utc_iso
 
 DecideCaller = Annotated[Caller, Depends(require("decide"))]

@@ -15,8 +15,8 @@ from jinja2 import TemplateError
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from service.errors import SpecError
-from service.kinds import KINDS
 from service.kinds.base import ParametersBase
+from service.kinds.registry import KINDS
 from service.llm.prompts import sandbox
 
 CLAUSE_HEADING = re.compile(r"^##\s+([A-Z]{1,3}\d{1,3}[a-z]?)\b[ \t]*(.*)$", re.MULTILINE)
