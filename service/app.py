@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -13,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
-from service.api import decisions, health
+from service.api import decisions, health, specs
 from service.engine import Engine
 from service.errors import ArbiterError, validation_details
 from service.kinds.registry import KINDS
@@ -21,6 +22,7 @@ from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
 from service.log.store import Store
 from service.settings import Settings, get_settings
+from service.shadow import ShadowRunner
 from service.specs.registry import SpecRegistry
 
 log = logging.getLogger("arbiter")
@@ -30,7 +32,12 @@ def build_engine(settings: Settings, *, llm: LLMClient | None = None) -> Engine:
     """Store, registry, prompts and LLM client wired into an engine (no HTTP involved)."""
     store = Store(url=settings.database_url)
     store.create_all()
-    registry = SpecRegistry(directory=settings.specs_dir, store=store)
+    registry = SpecRegistry(
+        directory=settings.specs_dir,
+        store=store,
+        prompts_dir=settings.prompts_dir,
+        token_budget=settings.prompt_token_budget,
+    )
     registry.load()
     if llm is None and settings.llm_enabled:
         llm = LLMClient(settings=settings)
@@ -53,11 +60,25 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
         app.state.settings = settings
         app.state.engine = engine
         app.state.store = engine.store
+        engine.shadow = ShadowRunner(
+            engine=engine,
+            queue_size=settings.shadow_queue_size,
+            concurrency=settings.shadow_concurrency,
+        )
+        engine.shadow.start()
+        watcher = (
+            asyncio.create_task(engine.registry.watch(settings.spec_poll_s))
+            if settings.spec_poll_s > 0
+            else None
+        )
         mode = "LLM enabled" if engine.llm else "LLM disabled: rules only"
         log.info("arbiter ready on %s (%s)", settings.database_url.split("@")[-1], mode)
         try:
             yield
         finally:
+            if watcher is not None:
+                watcher.cancel()
+            await engine.shadow.stop()
             if engine.llm is not None:
                 await engine.llm.aclose()
             engine.store.close()
@@ -69,6 +90,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
         description="Decision API for order operations.",
     )
     app.include_router(decisions.build_router(KINDS))
+    app.include_router(specs.router)
     app.include_router(health.router)
 
     @app.exception_handler(ArbiterError)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from functools import partial
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -22,6 +22,9 @@ from service.log.store import Store
 from service.settings import Settings
 from service.specs.loader import Spec
 from service.specs.registry import SpecRegistry
+
+if TYPE_CHECKING:
+    from service.shadow import ShadowRunner
 
 
 class SpecRef(BaseModel):
@@ -123,6 +126,7 @@ class Engine:
         self.prompts = prompts
         self.llm = llm
         self.kinds = kinds or KINDS
+        self.shadow: ShadowRunner | None = None
 
     def kind(self, name: str) -> AnyKind:
         try:
@@ -143,12 +147,41 @@ class Engine:
             ) from exc
 
     async def decide(
-        self, *, kind: str, case: BaseModel, caller: str | None, idempotency_key: str | None = None
+        self,
+        *,
+        kind: str,
+        case: BaseModel,
+        caller: str | None,
+        idempotency_key: str | None = None,
+        pin_sha: str | None = None,
+        pin_version: str | None = None,
     ) -> DecisionResponse:
         """Decide a validated case, log it, and return the envelope."""
-        started = time.monotonic()
         k = self.kind(kind)
-        spec = self.registry.active(kind)
+        order_id, _ = k.subjects(case)
+        res = self.registry.resolve(
+            kind, on=k.reference_date(case), key=order_id, pin_sha=pin_sha, pin_version=pin_version
+        )
+        row = await self.evaluate(k, case, res.spec, caller=caller, idempotency_key=idempotency_key)
+        row = await anyio.to_thread.run_sync(partial(self.store.append, row=row))
+        if self.shadow is not None and res.role == "live":
+            cand = self.registry.candidate(kind)
+            if cand is not None and cand.meta.rollout == "shadow":
+                self.shadow.submit(kind=kind, case=case, live_id=row.id, spec=cand)
+        return DecisionResponse.from_row(row)
+
+    async def evaluate(
+        self,
+        k: AnyKind,
+        case: BaseModel,
+        spec: Spec,
+        *,
+        caller: str | None,
+        idempotency_key: str | None = None,
+        shadow_of: str | None = None,
+    ) -> DecisionRow:
+        """Run the pipeline for a case under one spec version; the record is not yet written."""
+        started = time.monotonic()
         params = spec.params
         attempts: list[Attempt] = []
         usage = Usage()
@@ -196,9 +229,9 @@ class Engine:
         if k.needs_review(verdict) and not review:
             review.append("the policy sends this case to review")
         order_id, customer_id = k.subjects(case)
-        row = DecisionRow(
+        return DecisionRow(
             id=new_decision_id(),
-            kind=kind,
+            kind=k.name,
             created_at=utcnow(),
             caller=caller,
             idempotency_key=idempotency_key,
@@ -227,8 +260,7 @@ class Engine:
             attempts=[a.as_dict() for a in attempts],
             usage=usage.as_dict(),
             latency_ms={"total": int((time.monotonic() - started) * 1000), "llm": llm_ms},
+            shadow_of=shadow_of,
             prev_hash="",
             hash="",
         )
-        row = await anyio.to_thread.run_sync(partial(self.store.append, row=row))
-        return DecisionResponse.from_row(row)

@@ -52,8 +52,8 @@ class Conflict(ArbiterError):
 class SpecError(ArbiterError):
     """A spec file that cannot be loaded: bad front matter, parameters or clauses."""
 
-    status = 500
-    code = "spec_error"
+    status = 503
+    code = "spec_unavailable"
 
 
 class StoreUnavailable(ArbiterError):

@@ -40,6 +40,11 @@ class Settings(BaseSettings):
     llm_pool_connections: int = 100
     deadline_s: float = Field(default=8.0, gt=0, le=120)
 
+    spec_poll_s: float = Field(default=2.0, ge=0, description="0 turns hot reload off")
+    prompt_token_budget: int = Field(default=6000, ge=500)
+    shadow_queue_size: int = Field(default=200, ge=1)
+    shadow_concurrency: int = Field(default=2, ge=1, le=64)
+
     host: str = "127.0.0.1"
     port: int = 8000
 

@@ -4,7 +4,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Header
+from fastapi import APIRouter, Depends, Header, Query
 
 from service.auth import Caller
 from service.deps import EngineDep, StoreDep, require
@@ -16,6 +16,17 @@ from service.log.chain import utc_iso
 DecideCaller = Annotated[Caller, Depends(require("decide"))]
 AuditCaller = Annotated[Caller, Depends(require("audit"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
+PinSha = Annotated[
+    str | None,
+    Query(
+        max_length=64,
+        pattern=r"^[0-9a-fA-F]{8,64}$",
+        description="Judge under this spec version (sha256 or a prefix of 8+ characters).",
+    ),
+]
+PinVersion = Annotated[
+    str | None, Query(max_length=32, description="Judge under the spec with this version label.")
+]
 
 
 class DecisionDetail(DecisionResponse):
@@ -43,9 +54,16 @@ def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[DecisionResponse]]:
         engine: EngineDep,
         caller: DecideCaller,
         idempotency_key: IdempotencyKey = None,
+        spec_sha: PinSha = None,
+        spec_version: PinVersion = None,
     ) -> DecisionResponse:
         return await engine.decide(
-            kind=kind.name, case=case, caller=caller.key_id, idempotency_key=idempotency_key
+            kind=kind.name,
+            case=case,
+            caller=caller.key_id,
+            idempotency_key=idempotency_key,
+            pin_sha=spec_sha,
+            pin_version=spec_version,
         )
 
     decide.__doc__ = f"Decide a {kind.name} case. {type(kind).__doc__ or ''}"

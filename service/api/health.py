@@ -21,14 +21,12 @@ async def healthz() -> dict[str, str]:
 async def readyz(engine: EngineDep) -> JSONResponse:
     """The database answers and every kind has a usable spec."""
     db = await anyio.to_thread.run_sync(engine.store.ping)
-    specs = {k: (k in engine.registry.live) for k in engine.kinds}
+    specs = {k: bool(engine.registry.active_specs(k)) for k in engine.kinds}
     ready = db and all(specs.values())
     body = {
         "status": "ready" if ready else "not_ready",
         "database": "ok" if db else "unavailable",
-        "specs": {
-            k: "ok" if ok else engine.registry.errors.get(k, "missing") for k, ok in specs.items()
-        },
+        "specs": {k: "ok" if ok else "no usable spec" for k, ok in specs.items()},
         "llm": "enabled" if engine.llm is not None else "disabled (rules only)",
     }
     return JSONResponse(body, status_code=200 if ready else 503)

@@ -185,6 +185,42 @@ class Store:
             )
         return VerifyReport(True, checked, None, head_info)
 
+    def shadow_pairs(
+        self, *, kind: str, candidate_sha: str, limit: int = 1000
+    ) -> list[tuple[DecisionRow, DecisionRow]]:
+        """(live, shadow) pairs for a candidate version, newest first."""
+        with Session(self.engine) as s:
+            shadows = s.exec(
+                select(DecisionRow)
+                .where(
+                    DecisionRow.kind == kind,
+                    DecisionRow.spec_sha256 == candidate_sha,
+                    col(DecisionRow.shadow_of).is_not(None),
+                )
+                .order_by(col(DecisionRow.seq).desc())
+                .limit(limit)
+            ).all()
+            ids = [r.shadow_of for r in shadows]
+            live = {
+                r.id: r
+                for r in s.exec(select(DecisionRow).where(col(DecisionRow.id).in_(ids))).all()
+            }
+        return [(live[r.shadow_of], r) for r in shadows if r.shadow_of in live]
+
+    def served_by(self, *, kind: str, limit: int = 1000) -> dict[str, int]:
+        """How many of the latest live decisions of a kind each spec sha served."""
+        with Session(self.engine) as s:
+            rows = s.exec(
+                select(DecisionRow.spec_sha256)
+                .where(DecisionRow.kind == kind, col(DecisionRow.shadow_of).is_(None))
+                .order_by(col(DecisionRow.seq).desc())
+                .limit(limit)
+            ).all()
+        counts: dict[str, int] = {}
+        for sha in rows:
+            counts[sha] = counts.get(sha, 0) + 1
+        return counts
+
     # -- spec versions --
     def record_spec(
         self,
@@ -219,6 +255,17 @@ class Store:
                 row.last_seen = now
             s.add(row)
             s.commit()
+
+    def spec_versions(self, *, kind: str) -> list[SpecVersionRow]:
+        """Every stored version of a kind, newest first."""
+        with Session(self.engine) as s:
+            return list(
+                s.exec(
+                    select(SpecVersionRow)
+                    .where(SpecVersionRow.kind == kind)
+                    .order_by(col(SpecVersionRow.first_seen).desc())
+                ).all()
+            )
 
     def spec_version(self, *, sha256: str) -> SpecVersionRow | None:
         with Session(self.engine) as s:

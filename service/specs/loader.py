@@ -1,10 +1,14 @@
-"""Read one spec file: front matter, parameters, clauses, rendered policy text."""
+"""Read one spec file: front matter, parameters, clauses, rendered policy text.
+
+Every problem is collected as a Finding with the line it is on, so `arbiter spec lint` and
+the registry report the same thing in words an ops expert can act on.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
@@ -19,8 +23,9 @@ from service.kinds.base import ParametersBase
 from service.kinds.registry import KINDS
 from service.llm.prompts import sandbox
 
-CLAUSE_HEADING = re.compile(r"^##\s+([A-Z]{1,3}\d{1,3}[a-z]?)\b[ \t]*(.*)$", re.MULTILINE)
-ANY_H2 = re.compile(r"^##\s+(.*)$", re.MULTILINE)
+CLAUSE_HEADING = re.compile(r"^##\s+([A-Z]{1,3}\d{1,3}[a-z]?)\b[ \t]*(.*)$")
+H2 = re.compile(r"^##\s+(.*)$")
+PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 
 
 class ModelChain(BaseModel):
@@ -65,12 +70,17 @@ class FrontMatter(BaseModel):
             return value
         raise ValueError("rollout must be active, shadow or canary:N (N from 0 to 100)")
 
+    @property
+    def canary_percent(self) -> int | None:
+        return int(self.rollout.split(":")[1]) if self.rollout.startswith("canary:") else None
+
 
 @dataclass(frozen=True)
 class Clause:
     id: str
     title: str
     text: str
+    line: int
 
 
 @dataclass(frozen=True)
@@ -95,88 +105,273 @@ class Spec:
         return self.meta.version
 
 
-def split_front_matter(text: str) -> tuple[str, str]:
-    """(front matter YAML, Markdown body)."""
+@dataclass
+class Finding:
+    """One problem in a spec file, located."""
+
+    message: str
+    line: int | None = None
+    key: str | None = None
+    rule: str = "spec"
+
+    def __str__(self) -> str:
+        where = f"line {self.line}: " if self.line else ""
+        key = f"{self.key}: " if self.key else ""
+        return f"{where}{key}{self.message}"
+
+
+@dataclass
+class Analysis:
+    """What reading a spec file found: the spec if valid, and every error and warning."""
+
+    path: Path
+    spec: Spec | None = None
+    errors: list[Finding] = field(default_factory=list)
+    warnings: list[Finding] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.errors
+
+
+FRIENDLY = {
+    "extra_forbidden": "is not a known setting here",
+    "int_parsing": "should be a whole number",
+    "int_type": "should be a whole number",
+    "float_parsing": "should be a number",
+    "decimal_parsing": 'should be an amount such as "15.00"',
+    "missing": "is missing",
+    "list_type": "should be a list, such as [a, b]",
+    "date_from_datetime_parsing": "should be a date such as 2026-11-01",
+    "date_parsing": "should be a date such as 2026-11-01",
+    "bool_parsing": "should be true or false",
+}
+
+
+def _friendly(err: Any) -> str:
+    text = FRIENDLY.get(err["type"])
+    if text is None:
+        text = str(err["msg"]).removeprefix("Value error, ")
+    if err["type"] in ("greater_than_equal", "less_than_equal", "greater_than", "less_than"):
+        text = f"{err['msg'].lower()} (it is {err.get('input')!r})"
+    return text
+
+
+def _key_lines(raw_meta: str) -> dict[tuple[str, ...], int]:
+    """Line numbers (1-based, counted in the front matter) of every mapping key."""
+    lines: dict[tuple[str, ...], int] = {}
+    try:
+        root = yaml.compose(raw_meta)
+    except yaml.YAMLError:
+        return lines
+
+    def walk(node: Any, path: tuple[str, ...]) -> None:
+        if isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                p = (*path, str(key.value))
+                lines[p] = key.start_mark.line + 1
+                walk(value, p)
+        elif isinstance(node, yaml.SequenceNode):
+            for i, value in enumerate(node.value):
+                lines[(*path, str(i))] = value.start_mark.line + 1
+                walk(value, (*path, str(i)))
+
+    walk(root, ())
+    return lines
+
+
+def _locate(
+    keys: dict[tuple[str, ...], int], path: tuple[str, ...], message: str, offset: int
+) -> tuple[str, int | None]:
+    """The best key path and file line for an error: the deepest known key on the path,
+    or, for errors about several keys, the first key named in the message."""
+    if len(path) <= 1:
+        named = []
+        for k in keys:
+            m = re.search(rf"\b{re.escape(k[-1])}\b", message)
+            if m and len(k) == len(path) + 1 and k[: len(path)] == path:
+                named.append((m.start(), k))
+        if named:
+            path = min(named)[1]
+    for cut in range(len(path), 0, -1):
+        if path[:cut] in keys:
+            return ".".join(path), keys[path[:cut]] + offset
+    return ".".join(path) or "(front matter)", None
+
+
+def analyse(text: str, *, path: Path) -> Analysis:
+    """Validate a spec's text completely; collect every error and warning with its line."""
+    result = Analysis(path=path)
+    err = result.errors.append
     if not text.startswith("---"):
-        raise SpecError("the file must start with a front matter block between '---' lines")
-    parts = text.split("\n---", 2)
-    end = text.find("\n---", 3)
-    if end < 0 or len(parts) < 2:
-        raise SpecError("the front matter block is not closed by a '---' line")
-    return text[3:end], text[end + 4 :].lstrip("-").lstrip("\n")
-
-
-def _field_path(loc: tuple[Any, ...]) -> str:
-    return ".".join(str(p) for p in loc)
-
-
-def parse_clauses(body: str) -> dict[str, Clause]:
-    """Clauses keyed by id, from '## ID Title' headings; ids must be unique."""
-    clauses: dict[str, Clause] = {}
-    headings = list(ANY_H2.finditer(body))
-    for i, h in enumerate(headings):
-        m = CLAUSE_HEADING.match(h.group(0))
-        if m is None:
-            raise SpecError(
-                f"heading '## {h.group(1)}' has no clause id: write it as '## R1 Title'"
+        err(
+            Finding(
+                "the file must start with a front matter block between '---' lines",
+                1,
+                rule="front_matter",
             )
-        end = headings[i + 1].start() if i + 1 < len(headings) else len(body)
-        cid = m.group(1)
-        if cid in clauses:
-            raise SpecError(f"clause id {cid} is used twice")
-        clauses[cid] = Clause(id=cid, title=m.group(2).strip(), text=body[h.end() : end].strip())
-    if not clauses:
-        raise SpecError("the policy has no clauses: each clause is a '## R1 Title' heading")
-    return clauses
-
-
-def load_spec_text(text: str, *, path: Path) -> Spec:
-    """Validate a spec's text; raise SpecError naming what is wrong."""
-    raw_meta, body_src = split_front_matter(text)
+        )
+        return result
+    end = text.find("\n---", 3)
+    if end < 0:
+        err(Finding("the front matter block is not closed by a '---' line", 1, rule="front_matter"))
+        return result
+    raw_meta = text[3:end]
+    body_start = text.find("\n", end + 1) + 1 or len(text)
+    body_src = text[body_start:]
+    body_line0 = text[:body_start].count("\n")  # lines before the body
     try:
         data = yaml.safe_load(raw_meta)
     except yaml.YAMLError as exc:
-        raise SpecError(f"the front matter is not valid YAML: {exc}") from exc
+        mark = getattr(exc, "problem_mark", None)
+        err(
+            Finding(
+                f"the front matter is not valid YAML: {getattr(exc, 'problem', exc)}",
+                mark.line + 1 if mark else None,
+                rule="front_matter",
+            )
+        )
+        return result
     if not isinstance(data, dict):
-        raise SpecError("the front matter must be a YAML mapping of keys to values")
+        err(
+            Finding("the front matter must be a list of 'key: value' lines", 2, rule="front_matter")
+        )
+        return result
+    keys = _key_lines(raw_meta)
     try:
         meta = FrontMatter.model_validate(data)
     except ValidationError as exc:
-        raise SpecError(
-            "front matter: "
-            + "; ".join(f"{_field_path(e['loc'])}: {e['msg']}" for e in exc.errors()),
-            details=[{"field": _field_path(e["loc"]), "reason": e["msg"]} for e in exc.errors()],
-        ) from exc
+        for e in exc.errors():
+            loc = tuple(str(x) for x in e["loc"])
+            key, line = _locate(keys, loc, str(e["msg"]), 0)
+            err(Finding(_friendly(e), line, key, rule="front_matter"))
+        return result
     kind = KINDS.get(meta.kind)
     if kind is None:
-        raise SpecError(f"unknown kind {meta.kind!r}; known kinds: {', '.join(sorted(KINDS))}")
+        err(
+            Finding(
+                f"unknown kind {meta.kind!r}; known kinds: {', '.join(sorted(KINDS))}",
+                keys.get(("kind",)),
+                "kind",
+                rule="kind",
+            )
+        )
+        return result
     try:
         params = kind.Parameters.model_validate(meta.parameters)
     except ValidationError as exc:
-        raise SpecError(
-            "parameters: "
-            + "; ".join(
-                f"{_field_path(('parameters', *e['loc']))}: {e['msg']}" for e in exc.errors()
-            ),
-            details=[
-                {"field": _field_path(("parameters", *e["loc"])), "reason": e["msg"]}
-                for e in exc.errors()
-            ],
-        ) from exc
-    try:
-        body = sandbox().from_string(body_src).render(**params.model_dump(mode="python"))
-    except TemplateError as exc:
-        raise SpecError(
-            f"a {{{{ }}}} placeholder in the policy text does not resolve: {exc}"
-        ) from exc
-    clauses = parse_clauses(body)
-    missing = sorted(kind.clause_refs - clauses.keys())
-    if missing:
-        raise SpecError(
-            f"the guardrails and fallback cite clauses this spec lacks: {', '.join(missing)}"
+        for e in exc.errors():
+            loc = ("parameters", *(str(x) for x in e["loc"]))
+            key, line = _locate(keys, loc, str(e["msg"]), 0)
+            msg = _friendly(e)
+            if e["type"] == "extra_forbidden":
+                known = ", ".join(sorted(kind.Parameters.model_fields))
+                msg = f"is not a parameter of the {meta.kind} policy (known: {known})"
+            err(Finding(msg, line, key, rule="parameters"))
+        return result
+
+    values = params.model_dump(mode="python")
+    env = sandbox()
+    rendered_ok = True
+    for n, src_line in enumerate(body_src.splitlines(), start=body_line0 + 1):
+        for m in PLACEHOLDER.finditer(src_line):
+            try:
+                env.from_string(m.group(0)).render(**values)
+            except TemplateError as exc:
+                rendered_ok = False
+                err(
+                    Finding(
+                        f"the placeholder {m.group(0)} does not resolve: {exc}",
+                        n,
+                        rule="placeholders",
+                    )
+                )
+    body = body_src
+    if rendered_ok:
+        try:
+            body = env.from_string(body_src).render(**values)
+        except TemplateError as exc:
+            err(
+                Finding(
+                    f"the policy text does not render: {exc}",
+                    getattr(exc, "lineno", None),
+                    rule="placeholders",
+                )
+            )
+            return result
+
+    clauses: dict[str, Clause] = {}
+    src_lines = body_src.splitlines()
+    rendered_lines = body.splitlines() if len(body.splitlines()) == len(src_lines) else src_lines
+    headings = [(i, ln) for i, ln in enumerate(rendered_lines) if H2.match(ln)]
+    for idx, (i, ln) in enumerate(headings):
+        file_line = body_line0 + i + 1
+        heading = CLAUSE_HEADING.match(ln)
+        if heading is None:
+            err(
+                Finding(
+                    f"heading {ln.strip()!r} has no clause id: write it as "
+                    "'## R1 Title' (letters, then a number)",
+                    file_line,
+                    rule="clauses",
+                )
+            )
+            continue
+        cid = heading.group(1)
+        if cid in clauses:
+            err(
+                Finding(
+                    f"clause id {cid} is used twice (first on line {clauses[cid].line})",
+                    file_line,
+                    rule="clauses",
+                )
+            )
+            continue
+        stop = headings[idx + 1][0] if idx + 1 < len(headings) else len(rendered_lines)
+        text_of = "\n".join(rendered_lines[i + 1 : stop]).strip()
+        clauses[cid] = Clause(id=cid, title=heading.group(2).strip(), text=text_of, line=file_line)
+        if not text_of:
+            result.warnings.append(Finding(f"clause {cid} has no text", file_line, rule="clauses"))
+    if not clauses and not result.errors:
+        err(
+            Finding(
+                "the policy has no clauses: each clause is a '## R1 Title' heading",
+                body_line0 + 1,
+                rule="clauses",
+            )
         )
-    return Spec(
-        name=path.stem,
+    missing = sorted(kind.clause_refs - clauses.keys(), key=lambda c: (len(c), c))
+    if missing and clauses:
+        err(
+            Finding(
+                "the guardrails and fallback cite clauses this spec lacks: "
+                f"{', '.join(missing)} — keep these ids, or change the code with them",
+                rule="clause_refs",
+            )
+        )
+    for name in kind.Parameters.model_fields.keys() - ParametersBase.model_fields.keys():
+        if name in meta.parameters and not re.search(rf"\b{re.escape(name)}\b", body_src):
+            result.warnings.append(
+                Finding(
+                    "never shown in the policy text with {{ " + name + " }}; the LLM sees it only "
+                    "in the parameter list",
+                    keys.get(("parameters", name)),
+                    f"parameters.{name}",
+                    rule="parameters",
+                )
+            )
+    if meta.effective_from is None:
+        result.warnings.append(
+            Finding(
+                "no effective_from date: the version applies to every case",
+                keys.get(("kind",)),
+                "effective_from",
+            )
+        )
+    if result.errors:
+        return result
+    result.spec = Spec(
+        name=path.name.removesuffix(".md"),
         path=path,
         text=text,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),
@@ -185,12 +380,29 @@ def load_spec_text(text: str, *, path: Path) -> Spec:
         body=body,
         clauses=clauses,
     )
+    return result
+
+
+def load_spec_text(text: str, *, path: Path) -> Spec:
+    """Validate a spec's text; raise SpecError listing every problem."""
+    analysis = analyse(text, path=path)
+    if analysis.spec is None:
+        raise SpecError(
+            f"{path.name}: " + "; ".join(str(f) for f in analysis.errors),
+            details=[
+                {"line": f.line, "field": f.key, "reason": f.message} for f in analysis.errors
+            ],
+        )
+    return analysis.spec
+
+
+def read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise SpecError(f"cannot read {path}: {exc}") from exc
 
 
 def load_spec(path: Path) -> Spec:
     """Read and validate a spec file."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SpecError(f"cannot read {path}: {exc}") from exc
-    return load_spec_text(text, path=path)
+    return load_spec_text(read_text(path), path=path)

@@ -1,0 +1,85 @@
+"""`arbiter spec lint`: every rule a spec must pass, with warnings listed apart."""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+from service.kinds.registry import KINDS
+from service.llm.prompts import PromptLibrary
+from service.specs.loader import Analysis, Finding, analyse, read_text
+
+DEFAULT_TOKEN_BUDGET = 6000
+CHARS_PER_TOKEN = 4  # a conservative estimate for English prose and JSON
+
+
+def sample_case(kind: str) -> object:
+    """The kind's sample case, shipped with the package."""
+    text = resources.files("service.kinds").joinpath(f"samples/{kind}.json").read_text()
+    return KINDS[kind].Case.model_validate(json.loads(text))
+
+
+def estimate_tokens(text: str) -> int:
+    return len(text) // CHARS_PER_TOKEN + 1
+
+
+def lint_file(
+    path: Path, *, prompts_dir: Path, token_budget: int = DEFAULT_TOKEN_BUDGET
+) -> Analysis:
+    """Analyse one spec file and render its prompt for the kind's sample case."""
+    try:
+        analysis = analyse(read_text(path), path=path)
+    except Exception as exc:  # an unreadable file is an error, not a crash
+        return Analysis(path=path, errors=[Finding(str(exc), rule="file")])
+    spec = analysis.spec
+    if spec is None:
+        return analysis
+    kind = KINDS[spec.kind]
+    try:
+        case = sample_case(spec.kind)
+        prompt = PromptLibrary(prompts_dir).render(
+            spec=spec, case=kind.prompt_case(case, spec.params)
+        )
+    except Exception as exc:
+        analysis.errors.append(
+            Finding(f"the prompt does not render with this spec: {exc}", rule="prompt")
+        )
+        analysis.spec = None
+        return analysis
+    tokens = estimate_tokens(prompt.system + prompt.user)
+    if tokens > token_budget:
+        analysis.errors.append(
+            Finding(
+                f"the prompt for a sample case is about {tokens} tokens, over the budget of "
+                f"{token_budget}: shorten the policy text",
+                rule="token_budget",
+            )
+        )
+        analysis.spec = None
+    elif tokens > token_budget * 0.8:
+        analysis.warnings.append(
+            Finding(
+                f"the prompt for a sample case is about {tokens} tokens, close to the budget of "
+                f"{token_budget}",
+                rule="token_budget",
+            )
+        )
+    return analysis
+
+
+def report(analysis: Analysis) -> str:
+    """A plain-language report of one file."""
+    name = analysis.path.name
+    if analysis.ok and analysis.spec is not None:
+        s = analysis.spec
+        head = (
+            f"OK    {name}: {s.kind} policy version {s.version}, {len(s.clauses)} clauses, "
+            f"rollout {s.meta.rollout}, sha256 {s.sha256[:12]}"
+        )
+    else:
+        head = f"ERROR {name}: {len(analysis.errors)} problem(s) — this version will not be used"
+    lines = [head]
+    lines += [f"  error    {f}" for f in analysis.errors]
+    lines += [f"  warning  {f}" for f in analysis.warnings]
+    return "\n".join(lines)
