@@ -24,6 +24,8 @@ spec_app = typer.Typer(
 )
 app.add_typer(log_app, name="log")
 app.add_typer(spec_app, name="spec")
+eval_app = typer.Typer(help="Eval suites: run, compare, add cases from the log.")
+app.add_typer(eval_app, name="eval")
 app.add_typer(keys_app, name="keys")
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
@@ -298,3 +300,191 @@ def spec_rollback(
         _fail(exc.message, 2)
     _print_write(analysis, target)
     out.print(f"rolled back {target.name}; the running service picks it up on its next reload.")
+
+
+def _evals_root() -> Path:
+    from service.settings import PROJECT_ROOT
+
+    return PROJECT_ROOT / "evals"
+
+
+def _run_eval(kinds: list[str], config: Any, label: str) -> Any:
+    from rich.progress import Progress
+
+    from service.evals.runner import run_suites
+    from service.evals.suite import load_suites
+
+    suites = load_suites(_evals_root(), kinds)
+    total = sum(len(s.cases) for s in suites)
+    if total == 0:
+        _fail(f"no eval cases for {', '.join(kinds)} in {_evals_root()}", 2)
+    with Progress(console=err, transient=True) as bar:
+        task = bar.add_task(f"{label} {config.mode}", total=total)
+        return run_suites(
+            settings=get_settings(),
+            config=config,
+            suites=suites,
+            progress=lambda _: bar.advance(task),
+        )
+
+
+def _print_summary(result: Any) -> None:
+    from rich.table import Table
+
+    s = result.summary
+    t = Table(
+        "metric",
+        "value",
+        title=f"mode {result.config.mode}, spec "
+        f"{result.config.spec or 'live'}, model {result.config.model or 'from spec'}",
+    )
+    for k in (
+        "cases",
+        "agreement",
+        "hard_violations",
+        "fallback_rate",
+        "review_rate",
+        "llm_call_rate",
+        "decided_by_rules_alone",
+        "tokens_per_decision",
+        "cost_per_decision_usd",
+        "needs_rerecording",
+        "errors",
+    ):
+        v = s[k]
+        t.add_row(
+            k.replace("_", " "),
+            f"{v:.1%}" if isinstance(v, float) and k not in ("tokens_per_decision",) else str(v),
+        )
+    t.add_row(
+        "latency p50 / p95 ms", f"{s['latency_ms']['p50']:.0f} / {s['latency_ms']['p95']:.0f}"
+    )
+    out.print(t)
+    tags = Table("tag", "cases", "agreement", title="by tag")
+    for tag, row in s["by_tag"].items():
+        tags.add_row(tag, str(row["cases"]), f"{row['agreement']:.0%}")
+    out.print(tags)
+    bad = [c for c in result.cases if c.status != "passed"]
+    if bad:
+        out.print(f"[bold]{len(bad)} case(s) did not pass:[/bold]")
+        for c in bad:
+            out.print(
+                f"  {c.suite}/{c.id} [{c.status}] expected {c.expected.get('fields', {})}"
+                f" got {c.got}: {'; '.join(c.hard + c.misses)}"
+            )
+
+
+@eval_app.callback(invoke_without_command=True)
+def eval_run(
+    ctx: typer.Context,
+    kind: Annotated[
+        str | None, typer.Option(help="returns | exceptions | routing (default: all)")
+    ] = None,
+    spec: Annotated[str | None, typer.Option(help="A spec file or a stored sha256")] = None,
+    model: Annotated[str | None, typer.Option(help="Use this model instead of the spec's")] = None,
+    mode: Annotated[str, typer.Option(help="rules | recorded | live")] = "rules",
+    concurrency: Annotated[int, typer.Option(min=1, max=64)] = 4,
+    record: Annotated[
+        bool, typer.Option(help="live mode: store every reply as a cassette")
+    ] = False,
+    compare: Annotated[
+        tuple[str, str] | None,
+        typer.Option(help="Run two configurations, each a spec file, a sha256, or model:NAME"),
+    ] = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Where reports are written")] = Path(
+        "eval-report"
+    ),
+) -> None:
+    """Run the eval suites; exit 1 below the thresholds of evals/thresholds.yaml."""
+    if ctx.invoked_subcommand is not None:
+        return
+    from service.evals.compare import compare_runs, print_compare
+    from service.evals.report import write_reports
+    from service.evals.runner import MODES, RunConfig, gate, load_thresholds
+    from service.kinds.registry import KINDS
+
+    if mode not in MODES:
+        _fail(f"--mode must be one of {', '.join(MODES)}", 2)
+    if record and mode != "live":
+        _fail("--record needs --mode live (recording stores real model replies)", 2)
+    if kind is not None and kind not in KINDS:
+        _fail(f"unknown kind {kind!r}; known: {', '.join(KINDS)}", 2)
+    kinds = [kind] if kind else list(KINDS)
+    try:
+        if compare:
+            configs = []
+            for ref in compare:
+                m = ref.removeprefix("model:") if ref.startswith("model:") else model
+                sp = None if ref.startswith("model:") else ref
+                configs.append(
+                    RunConfig(
+                        mode=mode, spec=sp or spec, model=m, concurrency=concurrency, label=ref
+                    )
+                )
+            a = _run_eval(kinds, configs[0], compare[0])
+            b = _run_eval(kinds, configs[1], compare[1])
+            print_compare(out, compare_runs(a, b))
+            return
+        config = RunConfig(
+            mode=mode, spec=spec, model=model, concurrency=concurrency, record=record
+        )
+        result = _run_eval(kinds, config, "eval")
+    except ArbiterError as exc:
+        _fail(exc.message, 2)
+    _print_summary(result)
+    j, h = write_reports(result, out_dir)
+    out.print(f"reports: {j} {h}")
+    if result.cassettes_recorded:
+        out.print(f"recorded {result.cassettes_recorded} cassette(s) under evals/<kind>/cassettes/")
+    failures = gate(result, load_thresholds(_evals_root() / "thresholds.yaml"))
+    if failures:
+        for f in failures:
+            err.print(f"[red]below threshold:[/red] {f}")
+        raise typer.Exit(1)
+    out.print("[green]thresholds met[/green]")
+
+
+@eval_app.command("add-from-log")
+def eval_add_from_log(
+    decision_id: Annotated[str, typer.Argument(help="dec_… of a logged decision")],
+    suite: Annotated[
+        Path | None,
+        typer.Option(help="Suite file to append to (default: evals/<kind>/from-log.yaml)"),
+    ] = None,
+) -> None:
+    """Turn a logged (possibly human-reviewed) decision into an eval case."""
+    from service.evals.fromlog import add_from_log
+    from service.log.store import Store
+
+    store = Store(url=get_settings().database_url)
+    store.create_all()
+    try:
+        path, case_id, expected = add_from_log(store, decision_id, _evals_root(), suite)
+    except ArbiterError as exc:
+        _fail(exc.message, 2)
+    finally:
+        store.close()
+    out.print(f"added case {case_id} to {path} expecting outcome {expected!r}")
+
+
+@app.command()
+def replay(
+    kind: Annotated[str, typer.Option(help="returns | exceptions | routing")],
+    since: Annotated[str, typer.Option(help="UTC date or time, e.g. 2026-11-01")],
+    spec: Annotated[str, typer.Option(help="Candidate: a spec file or a stored sha256")],
+    limit: Annotated[int, typer.Option(min=1)] = 1000,
+    mode: Annotated[str, typer.Option(help="rules | live")] = "rules",
+    out_dir: Annotated[Path, typer.Option("--out")] = Path("eval-report"),
+) -> None:
+    """Re-run logged decisions against a candidate spec; report what would change."""
+    from service.evals.replay import print_replay, replay_log, write_replay_html
+
+    try:
+        result = replay_log(
+            settings=get_settings(), kind=kind, since=since, spec=spec, limit=limit, mode=mode
+        )
+    except ArbiterError as exc:
+        _fail(exc.message, 2)
+    print_replay(out, result)
+    path = write_replay_html(result, out_dir)
+    out.print(f"report: {path}")

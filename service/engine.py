@@ -226,8 +226,7 @@ class Engine:
                             f"{params.review_confidence_below}"
                         )
         assert verdict is not None
-        if k.needs_review(verdict) and not review:
-            review.append("the policy sends this case to review")
+        review = list(dict.fromkeys([*review, *k.review_reasons(case, verdict, params)]))
         order_id, customer_id = k.subjects(case)
         return DecisionRow(
             id=new_decision_id(),

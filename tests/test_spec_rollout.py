@@ -53,8 +53,9 @@ async def wait_for(predicate: Any, timeout: float = 5.0) -> None:
         await asyncio.sleep(0.02)
 
 
-async def test_hot_reload_good_and_broken_edits_while_serving(api_factory: Any,
-                                                              specs_dir: Path) -> None:
+async def test_hot_reload_good_and_broken_edits_while_serving(
+    api_factory: Any, specs_dir: Path
+) -> None:
     api, cm = await api_factory(specs_dir=specs_dir, spec_poll_s=0.05)
     try:
         first = (await api.decide("returns", contract("returns.request"))).json()["spec"]
@@ -105,13 +106,18 @@ async def test_versions_and_diff_api(api_factory: Any, specs_dir: Path) -> None:
         one = (await api.client.get(f"/v1/specs/returns/versions/{old[:12]}", headers=h)).json()
         assert one["parameters"]["return_window_days"] == 30 and one["sha256"] == old
         assert any(c["id"] == "R1" and "30" in c["text"] for c in one["clauses"])
-        d = (await api.client.get("/v1/specs/returns/diff", headers=h,
-                                  params={"from": old[:8], "to": "live"})).json()
-        assert {"key": "return_window_days", "change": "changed", "from": 30, "to": 45} in \
-            d["parameters"]
+        d = (
+            await api.client.get(
+                "/v1/specs/returns/diff", headers=h, params={"from": old[:8], "to": "live"}
+            )
+        ).json()
+        assert {"key": "return_window_days", "change": "changed", "from": 30, "to": 45} in d[
+            "parameters"
+        ]
         assert "-  return_window_days: 30" in d["text"] and "+  return_window_days: 45" in d["text"]
-        bad = await api.client.get("/v1/specs/returns/diff", headers=h,
-                                   params={"from": "deadbeefdeadbeef", "to": "live"})
+        bad = await api.client.get(
+            "/v1/specs/returns/diff", headers=h, params={"from": "deadbeefdeadbeef", "to": "live"}
+        )
         assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"] == "from"
         assert (await api.client.get("/v1/specs/returns/versions")).status_code == 401
     finally:
@@ -126,22 +132,28 @@ async def test_pinning(api_factory: Any, specs_dir: Path) -> None:
         edit(specs_dir / "returns.md", "version: 1", "version: 2")
         api.engine.registry.load()
         case = contract("returns.request")
-        r = await api.client.post("/v1/decisions/returns", json=case, headers=api.auth(),
-                                  params={"spec_sha": old})
+        r = await api.client.post(
+            "/v1/decisions/returns", json=case, headers=api.auth(), params={"spec_sha": old}
+        )
         assert r.status_code == 200 and r.json()["spec"]["sha256"] == old
-        r = await api.client.post("/v1/decisions/returns", json=case, headers=api.auth(),
-                                  params={"spec_version": "1"})
+        r = await api.client.post(
+            "/v1/decisions/returns", json=case, headers=api.auth(), params={"spec_version": "1"}
+        )
         assert r.json()["spec"]["sha256"] == old
         r = await api.client.post("/v1/decisions/returns", json=case, headers=api.auth())
         assert r.json()["spec"]["version"] == "2"
-        for params, field in (({"spec_sha": "0123456789abcdef"}, "spec_sha"),
-                              ({"spec_version": "99"}, "spec_version")):
-            r = await api.client.post("/v1/decisions/returns", json=case, headers=api.auth(),
-                                      params=params)
+        for params, field in (
+            ({"spec_sha": "0123456789abcdef"}, "spec_sha"),
+            ({"spec_version": "99"}, "spec_version"),
+        ):
+            r = await api.client.post(
+                "/v1/decisions/returns", json=case, headers=api.auth(), params=params
+            )
             assert r.status_code == 422, r.text
             assert r.json()["error"]["details"][0]["field"] == field
-        r = await api.client.post("/v1/decisions/returns", json=case, headers=api.auth(),
-                                  params={"spec_sha": "xyz"})
+        r = await api.client.post(
+            "/v1/decisions/returns", json=case, headers=api.auth(), params={"spec_sha": "xyz"}
+        )
         assert r.status_code == 422
     finally:
         await api.client.aclose()
@@ -149,14 +161,21 @@ async def test_pinning(api_factory: Any, specs_dir: Path) -> None:
 
 
 async def test_effective_dating_across_a_boundary(api_factory: Any, specs_dir: Path) -> None:
-    variant(specs_dir, "returns.holiday", **{
-        "version: 1": "version: 1-holiday", "effective_from: 2026-01-01":
-        "effective_from: 2026-11-15", "return_window_days: 30": "return_window_days: 60"})
+    variant(
+        specs_dir,
+        "returns.holiday",
+        **{
+            "version: 1": "version: 1-holiday",
+            "effective_from: 2026-01-01": "effective_from: 2026-11-15",
+            "return_window_days: 30": "return_window_days: 60",
+        },
+    )
     api, cm = await api_factory(specs_dir=specs_dir, spec_poll_s=0)
     try:
         case = contract("returns.request")
-        case["request"]["items"][0].update(reason="changed_mind", condition="new",
-                                           customer_comment=None)
+        case["request"]["items"][0].update(
+            reason="changed_mind", condition="new", customer_comment=None
+        )
         case["order"]["placed_at"] = "2026-11-14T23:00:00Z"
         case["order"]["delivered_at"] = "2026-11-18T10:00:00Z"
         case["request"]["requested_at"] = "2027-01-05T10:00:00Z"  # day 48
@@ -178,24 +197,29 @@ def test_canary_share_over_2000_order_ids() -> None:
 
 
 async def test_canary_serves_a_stable_share(api_factory: Any, specs_dir: Path) -> None:
-    variant(specs_dir, "returns.next", **{"version: 1": "version: 2-next",
-                                         "rollout: active": "rollout: canary:30"})
+    variant(
+        specs_dir,
+        "returns.next",
+        **{"version: 1": "version: 2-next", "rollout: active": "rollout: canary:30"},
+    )
     api, cm = await api_factory(specs_dir=specs_dir, spec_poll_s=0)
     try:
         served: dict[str, str] = {}
         for i in range(60):
             case = contract("returns.request")
             case["order"]["id"] = f"ORD-{i}"
-            served[case["order"]["id"]] = (await api.decide("returns", case)).json()[
-                "spec"]["version"]
+            served[case["order"]["id"]] = (await api.decide("returns", case)).json()["spec"][
+                "version"
+            ]
         canaried = [o for o, v in served.items() if v == "2-next"]
         assert canaried == [o for o in served if canary_bucket("returns", o) < 30]
         assert 0 < len(canaried) < 60
         again = contract("returns.request")
         again["order"]["id"] = canaried[0]
         assert (await api.decide("returns", again)).json()["spec"]["version"] == "2-next"
-        report = (await api.client.get("/v1/specs/returns/rollout",
-                                       headers=api.auth("audit"))).json()
+        report = (
+            await api.client.get("/v1/specs/returns/rollout", headers=api.auth("audit"))
+        ).json()
         assert report["canary_percent"] == 30
         assert report["served_by_candidate"] == len(canaried) + 1
     finally:
@@ -206,9 +230,15 @@ async def test_canary_serves_a_stable_share(api_factory: Any, specs_dir: Path) -
 async def test_shadow_records_are_linked_and_never_slow_the_live_request(
     api_factory: Any, specs_dir: Path
 ) -> None:
-    variant(specs_dir, "returns.next", **{"version: 1": "version: 2-next",
-                                         "rollout: active": "rollout: shadow",
-                                         "return_window_days: 30": "return_window_days: 7"})
+    variant(
+        specs_dir,
+        "returns.next",
+        **{
+            "version: 1": "version: 2-next",
+            "rollout: active": "rollout: shadow",
+            "return_window_days: 30": "return_window_days: 7",
+        },
+    )
 
     async def llm(request: httpx.Request) -> httpx.Response:
         if "version 2-next" in json.loads(request.content)["messages"][0]["content"]:
@@ -217,8 +247,7 @@ async def test_shadow_records_are_linked_and_never_slow_the_live_request(
 
     with respx.mock(base_url=LLM_BASE, assert_all_mocked=True) as mock:
         mock.post("/chat/completions").mock(side_effect=llm)
-        api, cm = await api_factory(llm=True, specs_dir=specs_dir, spec_poll_s=0,
-                                    deadline_s=1.0)
+        api, cm = await api_factory(llm=True, specs_dir=specs_dir, spec_poll_s=0, deadline_s=1.0)
         try:
             started = asyncio.get_running_loop().time()
             live = (await api.decide("returns", contract("returns.request"))).json()
@@ -226,13 +255,15 @@ async def test_shadow_records_are_linked_and_never_slow_the_live_request(
             assert live["source"] == "llm" and live["spec"]["version"] == "1"
             assert elapsed < 0.9  # well under the shadow's hanging call and its deadline
             plain = contract("returns.request")  # changed mind on day 14: R1 differs
-            plain["request"]["items"][0].update(reason="changed_mind", condition="new",
-                                                customer_comment=None)
+            plain["request"]["items"][0].update(
+                reason="changed_mind", condition="new", customer_comment=None
+            )
             live2 = (await api.decide("returns", plain)).json()
             assert live2["outcome"] == "approve"
             await asyncio.wait_for(api.engine.shadow.drain(), timeout=10)
-            report = (await api.client.get("/v1/specs/returns/rollout",
-                                           headers=api.auth("audit"))).json()
+            report = (
+                await api.client.get("/v1/specs/returns/rollout", headers=api.auth("audit"))
+            ).json()
             assert report["compared"] == 2 and report["agreement_rate"] == 0.5
             (dis,) = report["disagreements"]
             assert dis["live_decision"] == live2["decision_id"]
@@ -247,10 +278,14 @@ async def test_shadow_records_are_linked_and_never_slow_the_live_request(
 
 
 async def test_shadow_queue_is_bounded(api_factory: Any, specs_dir: Path) -> None:
-    variant(specs_dir, "returns.next", **{"version: 1": "version: 2-next",
-                                         "rollout: active": "rollout: shadow"})
-    api, cm = await api_factory(specs_dir=specs_dir, spec_poll_s=0, shadow_queue_size=2,
-                                shadow_concurrency=1)
+    variant(
+        specs_dir,
+        "returns.next",
+        **{"version: 1": "version: 2-next", "rollout: active": "rollout: shadow"},
+    )
+    api, cm = await api_factory(
+        specs_dir=specs_dir, spec_poll_s=0, shadow_queue_size=2, shadow_concurrency=1
+    )
     try:
         await api.engine.shadow.stop()  # no workers: the queue can only fill
         for _ in range(5):
@@ -261,15 +296,22 @@ async def test_shadow_queue_is_bounded(api_factory: Any, specs_dir: Path) -> Non
         await cm.__aexit__(None, None, None)
 
 
-def test_promote_and_rollback_cli(tmp_path: Path, specs_dir: Path,
-                                  monkeypatch: pytest.MonkeyPatch) -> None:
+def test_promote_and_rollback_cli(
+    tmp_path: Path, specs_dir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     monkeypatch.setenv("ARBITER_DATABASE_URL", f"sqlite:///{tmp_path / 'cli.db'}")
     monkeypatch.setenv("ARBITER_SPECS_DIR", str(specs_dir))
     get_settings.cache_clear()
     try:
-        variant(specs_dir, "returns.next", **{"version: 1": "version: 2",
-                                             "rollout: active": "rollout: shadow",
-                                             "return_window_days: 30": "return_window_days: 35"})
+        variant(
+            specs_dir,
+            "returns.next",
+            **{
+                "version: 1": "version: 2",
+                "rollout: active": "rollout: shadow",
+                "return_window_days: 30": "return_window_days: 35",
+            },
+        )
         runner = CliRunner()
         diff = runner.invoke(cli, ["spec", "diff", "returns", "live", "candidate"])
         assert diff.exit_code == 0, diff.output

@@ -132,32 +132,32 @@ class DecisionKind(ABC, Generic[C, V, P]):
     def outcome(self, verdict: V) -> str:
         """The headline of a verdict for the envelope."""
 
-    def llm_model(self, case: C, params: P) -> type[BaseModel]:  # noqa: ARG002
+    def llm_model(self, case: C, params: P) -> type[BaseModel]:
         """The response model the LLM fills; by default the verdict itself."""
         return self.Verdict
 
-    def from_llm(self, case: C, params: P, answer: Any) -> V:  # noqa: ARG002
+    def from_llm(self, case: C, params: P, answer: Any) -> V:
         """Turn the LLM's answer into a verdict; by default it is one."""
         verdict: V = answer
         return verdict
 
-    def prompt_case(self, case: C, params: P) -> dict[str, Any]:  # noqa: ARG002
+    def prompt_case(self, case: C, params: P) -> dict[str, Any]:
         """What the prompt shows of the case; by default all of it."""
         data: dict[str, Any] = case.model_dump(mode="json")
         return data
 
-    def needs_review(self, verdict: V) -> bool:  # noqa: ARG002
-        """Whether the verdict itself asks for a human."""
-        return False
+    def review_reasons(self, case: C, verdict: V, params: P) -> list[str]:
+        """Why a person must look at this verdict before anyone acts on it, whoever made it."""
+        return []
 
-    def reference_date(self, case: C) -> date | None:  # noqa: ARG002
+    def reference_date(self, case: C) -> date | None:
         """The date that picks the spec version in force for this case."""
         return None
 
-    def case_value(self, case: C) -> Decimal:  # noqa: ARG002
+    def case_value(self, case: C) -> Decimal:
         """The money at stake, for model escalation."""
         return Decimal(0)
 
-    def subjects(self, case: C) -> tuple[str | None, str | None]:  # noqa: ARG002
+    def subjects(self, case: C) -> tuple[str | None, str | None]:
         """(order id, customer id) of the case, for search in the log."""
         return None, None

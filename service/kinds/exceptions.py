@@ -669,8 +669,13 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
     def outcome(self, verdict: ExceptionVerdict) -> str:
         return verdict.action
 
-    def needs_review(self, verdict: ExceptionVerdict) -> bool:
-        return verdict.action == "escalate"
+    def review_reasons(
+        self,
+        case: ExceptionCase,
+        verdict: ExceptionVerdict,
+        params: ExceptionParameters,
+    ) -> list[str]:
+        return ["escalated to a person (E9/E11)"] if verdict.action == "escalate" else []
 
     def reference_date(self, case: ExceptionCase) -> date:
         return case.root.order.placed_at.date()

@@ -559,8 +559,24 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
         verdict, _ = self._rules(case, params)
         return verdict
 
-    def needs_review(self, verdict: ReturnVerdict) -> bool:
-        return verdict.outcome == "needs_review"
+    def review_reasons(
+        self,
+        case: ReturnCase,
+        verdict: ReturnVerdict,
+        params: ReturnParameters,
+    ) -> list[str]:
+        reasons = []
+        if verdict.outcome == "needs_review":
+            reasons.append(
+                "the policy sends this case to review ("
+                + ", ".join(c for c in verdict.cited_clauses if c in ("R5", "R13"))
+                + ")"
+            )
+        if verdict.total_refund > params.max_auto_refund:
+            reasons.append(
+                f"total refund {verdict.total_refund} is above {params.max_auto_refund} (R7)"
+            )
+        return reasons
 
     def outcome(self, verdict: ReturnVerdict) -> str:
         return verdict.outcome
@@ -693,15 +709,6 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
             review.append("the LLM asked for review")
         check("outcome_consistent", outcome_fix)
 
-        if v.total_refund > p.max_auto_refund:
-            review.append(f"total refund {v.total_refund} is above {p.max_auto_refund} (R7)")
-        checks.append(
-            Check(
-                name="max_auto_refund",
-                status="passed",
-                detail=None if v.total_refund <= p.max_auto_refund else "sent to review (R7)",
-            )
-        )
         internal = [
             it.notes for it in (case.inspection.items if case.inspection else []) if it.notes
         ]

@@ -7,6 +7,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Engine, event, text
@@ -115,6 +116,32 @@ class Store:
     def get(self, *, decision_id: str) -> DecisionRow | None:
         with Session(self.engine) as s:
             return s.exec(select(DecisionRow).where(DecisionRow.id == decision_id)).first()
+
+    def superseding(self, *, decision_id: str) -> DecisionRow | None:
+        """The newest record that supersedes a decision (a human review), if any."""
+        with Session(self.engine) as s:
+            return s.exec(
+                select(DecisionRow)
+                .where(DecisionRow.supersedes == decision_id)
+                .order_by(col(DecisionRow.seq).desc())
+            ).first()
+
+    def decisions_since(self, *, kind: str, since: datetime, limit: int) -> list[DecisionRow]:
+        """Live (not shadow, not review) decisions of a kind since a time, oldest first."""
+        with Session(self.engine) as s:
+            return list(
+                s.exec(
+                    select(DecisionRow)
+                    .where(
+                        DecisionRow.kind == kind,
+                        col(DecisionRow.created_at) >= since,
+                        col(DecisionRow.shadow_of).is_(None),
+                        DecisionRow.source != "review",
+                    )
+                    .order_by(col(DecisionRow.seq))
+                    .limit(limit)
+                ).all()
+            )
 
     def count(self) -> int:
         with Session(self.engine) as s:

@@ -1,0 +1,1 @@
+"""Eval suites, the runner, cassettes, reports and replay."""

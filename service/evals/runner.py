@@ -1,0 +1,301 @@
+"""Run eval suites against a spec version and a model, in live, recorded or rules mode."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import statistics
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+from service.engine import DecisionResponse, Engine
+from service.errors import ArbiterError
+from service.evals.cassettes import CassetteTransport, current_case
+from service.evals.suite import EvalCase, Suite, build_case, judge
+from service.llm.client import LLMClient
+from service.llm.prompts import PromptLibrary
+from service.log.store import Store
+from service.settings import Settings
+from service.specs.loader import ModelChain, Spec, load_spec
+from service.specs.registry import SpecRegistry
+
+MODES = ("rules", "recorded", "live")
+
+
+@dataclass
+class CaseResult:
+    kind: str
+    suite: str
+    id: str
+    description: str
+    tags: list[str]
+    status: str  # passed | failed | error | needs_rerecording
+    misses: list[str] = field(default_factory=list)
+    hard: list[str] = field(default_factory=list)
+    expected: dict[str, Any] = field(default_factory=dict)
+    got: dict[str, Any] = field(default_factory=dict)
+    envelope: dict[str, Any] | None = None
+
+
+@dataclass
+class RunConfig:
+    mode: str = "rules"
+    spec: str | None = None  # a spec file path or a sha256 of a stored version
+    model: str | None = None
+    concurrency: int = 4
+    record: bool = False
+    label: str = ""
+
+
+@dataclass
+class RunResult:
+    config: RunConfig
+    cases: list[CaseResult]
+    summary: dict[str, Any]
+    cassettes_recorded: int = 0
+
+
+def _pct(values: list[float], q: float) -> float:
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, int(round(q * (len(ordered) - 1))))]
+
+
+def summarise(cases: list[CaseResult]) -> dict[str, Any]:
+    """Agreement, violations, rates, latency, tokens and cost, per tag and per clause."""
+    judged = [c for c in cases if c.status in ("passed", "failed")]
+    envs = [c.envelope for c in judged if c.envelope]
+    n = len(envs) or 1
+    lat = [float(e["latency_ms"]["total"]) for e in envs]
+    tokens = [e["usage"]["prompt_tokens"] + e["usage"]["completion_tokens"] for e in envs]
+    cost = sum((Decimal(e["usage"]["cost_usd"]) for e in envs), Decimal(0))
+
+    def breakdown(keys: Callable[[CaseResult], list[str]]) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {}
+        for c in judged:
+            for key in keys(c):
+                row = out.setdefault(key, {"cases": 0, "passed": 0})
+                row["cases"] += 1
+                row["passed"] += c.status == "passed"
+        for row in out.values():
+            row["agreement"] = round(row["passed"] / row["cases"], 4)
+        return dict(sorted(out.items()))
+
+    def clauses(c: CaseResult) -> list[str]:
+        cited = c.expected.get("includes", {}).get("cited_clauses", [])
+        tagged = [t for t in c.tags if t[:1].isupper() and t[1:].isdigit()]
+        return sorted(set(cited) | set(tagged))
+
+    return {
+        "cases": len(cases),
+        "judged": len(judged),
+        "passed": sum(c.status == "passed" for c in judged),
+        "agreement": round(sum(c.status == "passed" for c in judged) / len(judged), 4)
+        if judged
+        else None,
+        "hard_violations": sum(len(c.hard) for c in cases),
+        "errors": sum(c.status == "error" for c in cases),
+        "needs_rerecording": sum(c.status == "needs_rerecording" for c in cases),
+        "fallback_rate": round(sum(e["source"] == "fallback" for e in envs) / n, 4),
+        "review_rate": round(sum(bool(e["needs_review"]) for e in envs) / n, 4),
+        "llm_call_rate": round(sum(e["usage"]["llm_calls"] > 0 for e in envs) / n, 4),
+        "decided_by_rules_alone": round(sum(e["source"] == "rules" for e in envs) / n, 4),
+        "latency_ms": {"p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95)},
+        "tokens_per_decision": round(statistics.fmean(tokens), 1) if tokens else 0,
+        "cost_per_decision_usd": f"{cost / n:.6f}",
+        "by_tag": breakdown(lambda c: c.tags),
+        "by_clause": breakdown(clauses),
+    }
+
+
+def _override_model(spec: Spec, model: str | None) -> Spec:
+    if model is None:
+        return spec
+    meta = spec.meta.model_copy(update={"model": ModelChain(primary=model)})
+    return dataclasses.replace(spec, meta=meta)
+
+
+class Runner:
+    """Builds an engine for one configuration and runs suites through it (no log writes)."""
+
+    def __init__(self, *, settings: Settings, config: RunConfig, workdir: Path):
+        self.settings = settings
+        self.config = config
+        self.transport: CassetteTransport | None = None
+        workdir.mkdir(parents=True, exist_ok=True)
+        self.store = Store(url=f"sqlite:///{workdir / 'eval.db'}")
+        self.store.create_all()
+        self.registry = SpecRegistry(
+            directory=settings.specs_dir,
+            store=self.store,
+            prompts_dir=settings.prompts_dir,
+            token_budget=settings.prompt_token_budget,
+        )
+        self.registry.load()
+        self.override: Spec | None = None
+        if config.spec:
+            path = Path(config.spec)
+            self.override = load_spec(path) if path.exists() else None
+        self.llm = self._llm()
+        self.engine = Engine(
+            settings=settings,
+            store=self.store,
+            registry=self.registry,
+            prompts=PromptLibrary(settings.prompts_dir),
+            llm=self.llm,
+        )
+
+    def _llm(self) -> LLMClient | None:
+        mode, s = self.config.mode, self.settings
+        if mode == "rules":
+            return None
+        if mode == "live" and not s.llm_enabled:
+            raise ArbiterError("live mode needs ARBITER_LLM_BASE_URL or ARBITER_LLM_API_KEY")
+        return LLMClient(
+            settings=s,
+            http_client=httpx.AsyncClient(transport=self._transport(), timeout=s.deadline_s),
+        )
+
+    def _transport(self) -> httpx.AsyncBaseTransport:
+        if self.config.mode == "live" and not self.config.record:
+            return httpx.AsyncHTTPTransport()
+        # cassettes live beside each suite's kind; the runner points the transport per kind
+        self.transport = CassetteTransport(
+            self.settings.specs_dir,
+            record=self.config.record,
+            inner=httpx.AsyncHTTPTransport() if self.config.mode == "live" else None,
+        )
+        return self.transport
+
+    def spec_for(self, kind: str, case: Any) -> Spec:
+        if self.override is not None and self.override.kind == kind:
+            return _override_model(self.override, self.config.model)
+        if self.config.spec and self.override is None:
+            spec = self.registry.by_sha(kind, self.config.spec, field="spec")
+        else:
+            spec = self.registry.active(kind, self.engine.kind(kind).reference_date(case))
+        return _override_model(spec, self.config.model)
+
+    async def run_case(self, suite: Suite, ec: EvalCase, cassettes: Path) -> CaseResult:
+        res = CaseResult(
+            kind=suite.kind,
+            suite=suite.suite,
+            id=ec.id,
+            description=ec.description,
+            tags=ec.tags,
+            status="error",
+            expected=ec.expect.model_dump(exclude_defaults=True),
+        )
+        token = current_case.set(f"{suite.suite}/{ec.id}")
+        try:
+            if self.transport is not None:
+                self.transport.directory = cassettes
+            data = build_case(suite, ec)
+            case = self.engine.parse_case(suite.kind, data)
+            k = self.engine.kind(suite.kind)
+            row = await self.engine.evaluate(
+                k, case, self.spec_for(suite.kind, case), caller="eval"
+            )
+            env = DecisionResponse.from_row(row).model_dump(mode="json")
+            res.envelope = env
+            res.got = {
+                "outcome": env["outcome"],
+                "source": env["source"],
+                "fallback_reason": env["fallback_reason"],
+                "needs_review": env["needs_review"],
+                "cited_clauses": env["cited_clauses"],
+            }
+            if self.transport is not None and self.transport.missing.get(f"{suite.suite}/{ec.id}"):
+                res.status = "needs_rerecording"
+                res.misses = ["the prompt changed since recording (no cassette for it)"]
+                return res
+            res.misses, res.hard = judge(ec.expect, env)
+            res.status = "failed" if res.misses or res.hard else "passed"
+        except ArbiterError as exc:
+            res.misses = [f"error: {exc.message}"]
+        finally:
+            current_case.reset(token)
+        return res
+
+    async def run(
+        self, suites: list[Suite], progress: Callable[[CaseResult], None] | None = None
+    ) -> RunResult:
+        sem = asyncio.Semaphore(self.config.concurrency)
+
+        async def one(suite: Suite, ec: EvalCase) -> CaseResult:
+            async with sem:
+                cassettes = (suite.path.parent if suite.path else Path(".")) / "cassettes"
+                r = await self.run_case(suite, ec, cassettes)
+            if progress:
+                progress(r)
+            return r
+
+        try:
+            results = await asyncio.gather(*(one(s, c) for s in suites for c in s.cases))
+        finally:
+            if self.llm is not None:
+                await self.llm.aclose()
+            self.store.close()
+        return RunResult(
+            self.config,
+            list(results),
+            summarise(list(results)),
+            self.transport.recorded if self.transport else 0,
+        )
+
+
+def run_suites(
+    *,
+    settings: Settings,
+    config: RunConfig,
+    suites: list[Suite],
+    progress: Callable[[CaseResult], None] | None = None,
+) -> RunResult:
+    """Run suites in a scratch workspace; the decision log is never written."""
+    if config.mode == "recorded" and not settings.llm_enabled:
+        settings = settings.model_copy(update={"llm_base_url": "http://cassettes.invalid/v1"})
+    settings = settings.model_copy(
+        update={"llm_backoff_max_s": 0.0} if config.mode == "recorded" else {}
+    )
+    with tempfile.TemporaryDirectory(prefix="arbiter-eval-") as tmp:
+        runner = Runner(settings=settings, config=config, workdir=Path(tmp))
+        return asyncio.run(runner.run(suites, progress))
+
+
+def load_thresholds(path: Path) -> dict[str, Any]:
+    data = yaml.safe_load(path.read_text()) if path.exists() else {}
+    return data or {}
+
+
+def gate(result: RunResult, thresholds: dict[str, Any]) -> list[str]:
+    """Why the run is below its thresholds (empty when it passes)."""
+    failures = []
+    mode = thresholds.get(result.config.mode, {})
+    by_kind: dict[str, list[CaseResult]] = {}
+    for c in result.cases:
+        by_kind.setdefault(c.kind, []).append(c)
+    for kind, cases in by_kind.items():
+        limits = {**mode.get("default", {}), **mode.get(kind, {})}
+        s = summarise(cases)
+        if s["hard_violations"] > limits.get("max_hard_violations", 0):
+            failures.append(f"{kind}: {s['hard_violations']} hard-policy violation(s)")
+        if s["agreement"] is not None and s["agreement"] < limits.get("min_agreement", 0):
+            failures.append(
+                f"{kind}: agreement {s['agreement']:.1%} is below {limits['min_agreement']:.0%}"
+            )
+        if s["errors"] > limits.get("max_errors", 0):
+            failures.append(f"{kind}: {s['errors']} case(s) could not run")
+        if "max_fallback_rate" in limits and s["fallback_rate"] > limits["max_fallback_rate"]:
+            failures.append(
+                f"{kind}: fallback rate {s['fallback_rate']:.1%} is above "
+                f"{limits['max_fallback_rate']:.0%}"
+            )
+    return failures
