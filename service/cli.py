@@ -303,9 +303,7 @@ def spec_rollback(
 
 
 def _evals_root() -> Path:
-    from service.settings import PROJECT_ROOT
-
-    return PROJECT_ROOT / "evals"
+    return get_settings().evals_dir
 
 
 def _run_eval(kinds: list[str], config: Any, label: str) -> Any:

@@ -28,6 +28,7 @@ class Settings(BaseSettings):
     database_url: str = "sqlite:///./arbiter.db"
     specs_dir: Path = PROJECT_ROOT / "specs"
     prompts_dir: Path = PROJECT_ROOT / "prompts"
+    evals_dir: Path = PROJECT_ROOT / "evals"
 
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None

@@ -22,6 +22,7 @@ class Expect(BaseModel):
     fields: dict[str, Any] = Field(default_factory=dict)
     approx: dict[str, tuple[str, str]] = Field(default_factory=dict)
     includes: dict[str, list[Any]] = Field(default_factory=dict)
+    one_of: dict[str, list[Any]] = Field(default_factory=dict)
     forbidden: dict[str, list[Any]] = Field(default_factory=dict)
 
 
@@ -44,6 +45,7 @@ class Suite(BaseModel):
     kind: str
     description: str = ""
     base: str | None = None
+    definitions: dict[str, Any] | None = None  # YAML anchors shared by cases
     cases: list[EvalCase]
     path: Path | None = None
 
@@ -139,6 +141,9 @@ def judge(expect: Expect, envelope: dict[str, Any]) -> tuple[list[str], list[str
         missing = [m for m in members if not isinstance(value, list) or m not in value]
         if missing:
             misses.append(f"{path}: expected to include {missing}, got {value!r}")
+    for path, options in expect.one_of.items():
+        if got(path) not in options:
+            misses.append(f"{path}: expected one of {options}, got {got(path)!r}")
     for path, bad in expect.forbidden.items():
         value = got(path)
         if value in bad:
