@@ -14,7 +14,7 @@ from fastapi.responses import JSONResponse
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
-from service.api import decisions, health, specs
+from service.api import audit, decisions, health, reviews, specs
 from service.engine import Engine
 from service.errors import ArbiterError, validation_details
 from service.kinds.registry import KINDS
@@ -90,6 +90,8 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
         description="Decision API for order operations.",
     )
     app.include_router(decisions.build_router(KINDS))
+    app.include_router(reviews.router)
+    app.include_router(audit.router)
     app.include_router(specs.router)
     app.include_router(health.router)
 

@@ -208,7 +208,7 @@ async def test_malformed_json_reasks_once_then_falls_back(llm_api: Any) -> None:
     assert body["source"] == "fallback" and body["fallback_reason"] == "invalid_output"
     assert route.call_count == 4  # one ask + one re-ask, per model in the chain
     detail = (
-        await api.client.get(f"/v1/decisions/{body['decision_id']}", headers=api.auth("audit"))
+        await api.client.get(f"/v1/decisions/{body['decision_id']}", headers=api.auth("audit:pii"))
     ).json()
     assert [a["status"] for a in detail["attempts"]] == ["invalid_output"] * 4
     assert detail["attempts"][0]["raw_output"] == '{"outcome": "approve", "items": ['

@@ -6,12 +6,13 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Depends, Header, Query
 
+from service.api.filters import ListFilters, decode_cursor, encode_cursor, summary
+from service.audit import decision_detail
 from service.auth import Caller
-from service.deps import EngineDep, StoreDep, require
+from service.deps import EngineDep, require
 from service.engine import DecisionResponse
 from service.errors import NotFound
 from service.kinds.registry import AnyKind
-from service.log.chain import utc_iso
 
 DecideCaller = Annotated[Caller, Depends(require("decide"))]
 AuditCaller = Annotated[Caller, Depends(require("audit"))]
@@ -27,23 +28,6 @@ PinSha = Annotated[
 PinVersion = Annotated[
     str | None, Query(max_length=32, description="Judge under the spec with this version label.")
 ]
-
-
-class DecisionDetail(DecisionResponse):
-    """The full record of a decision, for auditors."""
-
-    case: dict[str, Any]
-    llm_verdict: dict[str, Any] | None
-    attempts: list[dict[str, Any]]
-    prompt: dict[str, Any] | None
-    prompt_sha256: str | None
-    prompt_template_sha256: str | None
-    guardrails_version: str
-    caller: str | None
-    idempotency_key: str | None
-    shadow_of: str | None
-    supersedes: str | None
-    chain: dict[str, Any]
 
 
 def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[DecisionResponse]]:
@@ -86,32 +70,34 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
     async def unknown_kind(kind: str) -> None:
         raise NotFound(f"unknown decision kind {kind!r}", details={"known": sorted(kinds)})
 
-    @router.get("/decisions/{decision_id}", response_model=DecisionDetail)
-    async def get_decision(decision_id: str, store: StoreDep, _: AuditCaller) -> DecisionDetail:
-        """The full record of one decision."""
-        row = await anyio.to_thread.run_sync(lambda: store.get(decision_id=decision_id))
+    @router.get("/decisions", tags=["audit"])
+    async def list_decisions(
+        engine: EngineDep,
+        _: AuditCaller,
+        filters: Annotated[ListFilters, Depends()],
+        cursor: Annotated[str | None, Query(max_length=64)] = None,
+        limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    ) -> dict[str, Any]:
+        """Decisions newest first, filtered, with a stable cursor (inserts never shift pages)."""
+        before = decode_cursor(cursor)
+        rows = await anyio.to_thread.run_sync(
+            lambda: engine.store.list_decisions(
+                filters=filters.to_filter(), before_seq=before, limit=limit + 1
+            )
+        )
+        page = rows[:limit]
+        nxt = encode_cursor(page[-1].seq) if len(rows) > limit and page[-1].seq else None
+        return {"decisions": [summary(r) for r in page], "next_cursor": nxt}
+
+    @router.get("/decisions/{decision_id}", tags=["audit"])
+    async def get_decision(
+        decision_id: str, engine: EngineDep, caller: AuditCaller
+    ) -> dict[str, Any]:
+        """The full record: case, verdicts, checks, clause text, prompt, attempts, links."""
+        row = await anyio.to_thread.run_sync(lambda: engine.store.get(decision_id=decision_id))
         if row is None:
             raise NotFound(f"no decision {decision_id}")
-        base = DecisionResponse.from_row(row).model_dump()
-        return DecisionDetail(
-            **base,
-            case=row.case,
-            llm_verdict=row.llm_verdict,
-            attempts=row.attempts,
-            prompt=row.prompt,
-            prompt_sha256=row.prompt_sha256,
-            prompt_template_sha256=row.prompt_template_sha256,
-            guardrails_version=row.guardrails_version,
-            caller=row.caller,
-            idempotency_key=row.idempotency_key,
-            shadow_of=row.shadow_of,
-            supersedes=row.supersedes,
-            chain={
-                "seq": row.seq,
-                "prev_hash": row.prev_hash,
-                "hash": row.hash,
-                "created_at": utc_iso(row.created_at),
-            },
-        )
+        pii = caller.has("audit:pii")
+        return await anyio.to_thread.run_sync(lambda: decision_detail(engine, row, pii=pii))
 
     return router

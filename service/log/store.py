@@ -10,11 +10,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, event, text
+from sqlalchemy import Engine, event, func, text
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
-from service.errors import StoreUnavailable
+from service.errors import Conflict, StoreUnavailable
 from service.log.chain import GENESIS, record_hash
 from service.log.models import ApiKeyRow, ChainHead, DecisionRow, SpecVersionRow, utcnow
 
@@ -34,6 +34,51 @@ def make_engine(url: str) -> Engine:
 
         return engine
     return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
+
+
+@dataclass
+class DecisionFilter:
+    """Filters of the decision list and export; every field optional."""
+
+    kind: str | None = None
+    source: str | None = None
+    outcome: str | None = None
+    needs_review: bool | None = None
+    fallback_reason: str | None = None
+    spec_sha: str | None = None
+    model: str | None = None
+    order_id: str | None = None
+    customer_id: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    q: str | None = None
+    include_shadow: bool = False
+
+    def apply(self, query: Any) -> Any:
+        d = DecisionRow
+        for column, value in (
+            (d.kind, self.kind),
+            (d.source, self.source),
+            (d.outcome, self.outcome),
+            (d.needs_review, self.needs_review),
+            (d.fallback_reason, self.fallback_reason),
+            (d.model, self.model),
+            (d.order_id, self.order_id),
+            (d.customer_id, self.customer_id),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if self.spec_sha:
+            query = query.where(col(d.spec_sha256).startswith(self.spec_sha.lower()))
+        if self.since is not None:
+            query = query.where(col(d.created_at) >= self.since)
+        if self.until is not None:
+            query = query.where(col(d.created_at) < self.until)
+        if self.q:
+            query = query.where(func.lower(col(d.rationale)).contains(self.q.lower()))
+        if not self.include_shadow:
+            query = query.where(col(d.shadow_of).is_(None))
+        return query
 
 
 @dataclass
@@ -97,6 +142,16 @@ class Store:
                 head = s.get(ChainHead, 1)
                 if head is None:
                     raise StoreUnavailable("the chain head is missing; run create_all")
+                if (
+                    row.supersedes is not None
+                    and s.exec(
+                        select(DecisionRow.id).where(DecisionRow.supersedes == row.supersedes)
+                    ).first()
+                ):
+                    raise Conflict(
+                        f"{row.supersedes} has already been reviewed",
+                        details={"decision_id": row.supersedes},
+                    )
                 row.prev_hash = head.hash
                 row.hash = record_hash(row)
                 s.add(row)
@@ -148,28 +203,42 @@ class Store:
             head = s.get(ChainHead, 1)
             return head.count if head else 0
 
-    def iter_rows(self, *, batch: int = 500) -> Iterator[DecisionRow]:
-        """Every record in chain order, fetched in batches (constant memory)."""
-        last = 0
+    def iter_rows(
+        self, *, batch: int = 500, after: int = 0, until: int | None = None
+    ) -> Iterator[DecisionRow]:
+        """Records in chain order, fetched in batches (constant memory)."""
+        last = after
         while True:
+            q = select(DecisionRow).where(col(DecisionRow.seq) > last)
+            if until is not None:
+                q = q.where(col(DecisionRow.seq) <= until)
             with Session(self.engine) as s:
-                rows = s.exec(
-                    select(DecisionRow)
-                    .where(col(DecisionRow.seq) > last)
-                    .order_by(col(DecisionRow.seq))
-                    .limit(batch)
-                ).all()
+                rows = s.exec(q.order_by(col(DecisionRow.seq)).limit(batch)).all()
             if not rows:
                 return
             yield from rows
             last = rows[-1].seq or last
 
-    def verify(self) -> VerifyReport:
-        """Walk the chain; name the first record whose link or content is wrong."""
+    def verify(self, *, from_seq: int | None = None, to_seq: int | None = None) -> VerifyReport:
+        """Walk the chain (or a seq range of it); name the first record that is wrong.
+
+        The head checkpoint, kept apart from the records, is compared when the walk
+        reaches the end of the chain, which catches records removed from the end.
+        """
         prev = GENESIS
+        start = 0
+        if from_seq is not None and from_seq > 1:
+            with Session(self.engine) as s:
+                before = s.exec(
+                    select(DecisionRow)
+                    .where(col(DecisionRow.seq) < from_seq)
+                    .order_by(col(DecisionRow.seq).desc())
+                ).first()
+            if before is not None:
+                prev, start = before.hash, before.seq or 0
         checked = 0
         last: DecisionRow | None = None
-        for row in self.iter_rows():
+        for row in self.iter_rows(after=start, until=to_seq):
             if row.prev_hash != prev:
                 return VerifyReport(
                     False,
@@ -197,7 +266,9 @@ class Store:
         with Session(self.engine) as s:
             head = s.get(ChainHead, 1)
         head_info = {"seq": head.seq, "count": head.count, "hash": head.hash} if head else None
-        if head is None or head.count != checked or head.hash != prev:
+        if to_seq is not None and head is not None and to_seq < head.seq:
+            return VerifyReport(True, checked, None, head_info)  # the range ends before the head
+        if head is None or head.hash != prev or (from_seq in (None, 1) and head.count != checked):
             return VerifyReport(
                 False,
                 checked,
@@ -205,12 +276,71 @@ class Store:
                     "id": last.id if last else None,
                     "seq": last.seq if last else None,
                     "problem": f"the chain ends after {checked} records but the head checkpoint "
-                    f"expects {head.count if head else '?'}: records were removed "
-                    "from the end, or the head was altered",
+                    f"expects {head.count if head else '?'} ending in seq "
+                    f"{head.seq if head else '?'}: records were removed from the end, "
+                    "or the head was altered",
                 },
                 head_info,
             )
         return VerifyReport(True, checked, None, head_info)
+
+    # -- audit queries --
+    def list_decisions(
+        self, *, filters: DecisionFilter, before_seq: int | None, limit: int
+    ) -> list[DecisionRow]:
+        """Decisions newest first, filtered; `before_seq` pages stably under inserts."""
+        q = filters.apply(select(DecisionRow))
+        if before_seq is not None:
+            q = q.where(col(DecisionRow.seq) < before_seq)
+        with Session(self.engine) as s:
+            return list(s.exec(q.order_by(col(DecisionRow.seq).desc()).limit(limit)).all())
+
+    def stream(self, *, filters: DecisionFilter, batch: int = 500) -> Iterator[DecisionRow]:
+        """Matching decisions oldest first, in batches: constant memory for any size."""
+        last = 0
+        while True:
+            q = filters.apply(select(DecisionRow)).where(col(DecisionRow.seq) > last)
+            with Session(self.engine) as s:
+                rows = s.exec(q.order_by(col(DecisionRow.seq)).limit(batch)).all()
+            if not rows:
+                return
+            yield from rows
+            last = rows[-1].seq or last
+
+    def related(self, *, decision_id: str) -> tuple[list[DecisionRow], list[DecisionRow]]:
+        """(shadow records of a decision, records that supersede it)."""
+        with Session(self.engine) as s:
+            shadows = s.exec(
+                select(DecisionRow)
+                .where(DecisionRow.shadow_of == decision_id)
+                .order_by(col(DecisionRow.seq))
+            ).all()
+            sup = s.exec(
+                select(DecisionRow)
+                .where(DecisionRow.supersedes == decision_id)
+                .order_by(col(DecisionRow.seq))
+            ).all()
+        return list(shadows), list(sup)
+
+    def open_reviews(
+        self, *, kind: str | None, limit: int, before_seq: int | None, resolved: bool = False
+    ) -> list[DecisionRow]:
+        """Decisions that need review and are not yet superseded (or, resolved ones)."""
+        reviewed = select(DecisionRow.supersedes).where(col(DecisionRow.supersedes).is_not(None))
+        q = select(DecisionRow).where(
+            DecisionRow.needs_review == True,  # noqa: E712
+            col(DecisionRow.shadow_of).is_(None),
+            DecisionRow.source != "review",
+        )
+        q = q.where(
+            col(DecisionRow.id).in_(reviewed) if resolved else col(DecisionRow.id).not_in(reviewed)
+        )
+        if kind:
+            q = q.where(DecisionRow.kind == kind)
+        if before_seq is not None:
+            q = q.where(col(DecisionRow.seq) < before_seq)
+        with Session(self.engine) as s:
+            return list(s.exec(q.order_by(col(DecisionRow.seq).desc()).limit(limit)).all())
 
     def shadow_pairs(
         self, *, kind: str, candidate_sha: str, limit: int = 1000

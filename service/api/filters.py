@@ -1,0 +1,92 @@
+"""Query filters and cursors shared by the decision list, export and review queue."""
+
+from __future__ import annotations
+
+import base64
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from fastapi import Query
+from pydantic import AwareDatetime, BaseModel
+
+from service.errors import InvalidInput
+from service.log.chain import utc_iso
+from service.log.models import DecisionRow
+from service.log.store import DecisionFilter
+
+
+class ListFilters(BaseModel):
+    """Filters of GET /v1/decisions and the export (query parameters)."""
+
+    kind: Annotated[str | None, Query(max_length=32)] = None
+    source: Annotated[Literal["rules", "llm", "fallback", "review"] | None, Query()] = None
+    outcome: Annotated[
+        str | None,
+        Query(max_length=64, description="returns outcome, exceptions action, routing plan id"),
+    ] = None
+    needs_review: bool | None = None
+    fallback_reason: Annotated[str | None, Query(max_length=32)] = None
+    spec_sha: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9a-fA-F]+$")] = None
+    model: Annotated[str | None, Query(max_length=128)] = None
+    order_id: Annotated[str | None, Query(max_length=64)] = None
+    customer_id: Annotated[str | None, Query(max_length=64)] = None
+    since: AwareDatetime | None = None
+    until: AwareDatetime | None = None
+    q: Annotated[str | None, Query(max_length=200, description="text in the rationale")] = None
+    include_shadow: bool = False
+
+    def to_filter(self) -> DecisionFilter:
+        return DecisionFilter(**self.model_dump())
+
+
+def encode_cursor(seq: int) -> str:
+    return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> int | None:
+    if not cursor:
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        kind, _, value = raw.partition(":")
+        if kind != "seq":
+            raise ValueError
+        return int(value)
+    except (ValueError, UnicodeDecodeError):
+        raise InvalidInput(
+            "cursor: not a cursor returned by this API",
+            details=[{"field": "cursor", "reason": "invalid"}],
+        ) from None
+
+
+def summary(row: DecisionRow) -> dict[str, Any]:
+    """One line of the decision list."""
+    return {
+        "decision_id": row.id,
+        "kind": row.kind,
+        "created_at": utc_iso(row.created_at),
+        "order_id": row.order_id,
+        "customer_id": row.customer_id,
+        "outcome": row.outcome,
+        "source": row.source,
+        "needs_review": row.needs_review,
+        "fallback_reason": row.fallback_reason,
+        "confidence": row.confidence,
+        "spec": {"name": row.spec_name, "version": row.spec_version, "sha256": row.spec_sha256},
+        "model": row.model,
+        "rationale": row.rationale,
+        "supersedes": row.supersedes,
+        "shadow_of": row.shadow_of,
+        "seq": row.seq,
+    }
+
+
+def parse_time(value: str | None, field: str) -> datetime | None:
+    if not value:
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        raise InvalidInput(
+            f"{field}: not an ISO 8601 time", details=[{"field": field, "reason": "invalid"}]
+        ) from None

@@ -1,0 +1,64 @@
+"""The review queue: GET /v1/reviews, POST /v1/decisions/{id}/review (scope `review`)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+import anyio
+from fastapi import APIRouter, Depends, Query
+from pydantic import BaseModel, Field
+
+from service.api.filters import decode_cursor, encode_cursor, summary
+from service.audit import submit_review
+from service.auth import Caller
+from service.deps import EngineDep, require
+
+router = APIRouter(prefix="/v1", tags=["reviews"])
+ReviewCaller = Annotated[Caller, Depends(require("review"))]
+
+
+class ReviewIn(BaseModel):
+    """A reviewer's decision: the verdict to act on (omit it to accept the proposed one)."""
+
+    verdict: dict[str, Any] | None = None
+    note: str = Field(min_length=1, max_length=2000)
+
+
+@router.get("/reviews")
+async def list_reviews(
+    engine: EngineDep,
+    _: ReviewCaller,
+    status: Literal["open", "resolved"] = "open",
+    kind: Annotated[str | None, Query(max_length=32)] = None,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> dict[str, Any]:
+    """Decisions that need a person (open), or that a person has settled (resolved)."""
+    before = decode_cursor(cursor)
+    rows = await anyio.to_thread.run_sync(
+        lambda: engine.store.open_reviews(
+            kind=kind, limit=limit + 1, before_seq=before, resolved=status == "resolved"
+        )
+    )
+    page = rows[:limit]
+    nxt = encode_cursor(page[-1].seq) if len(rows) > limit and page[-1].seq else None
+    return {
+        "status": status,
+        "reviews": [{**summary(r), "review_reasons": r.review_reasons} for r in page],
+        "next_cursor": nxt,
+    }
+
+
+@router.post("/decisions/{decision_id}/review", status_code=201)
+async def review(
+    decision_id: str, body: ReviewIn, engine: EngineDep, caller: ReviewCaller
+) -> dict[str, Any]:
+    """Record the reviewer's verdict as a new record that supersedes the decision."""
+    row = await submit_review(
+        engine,
+        decision_id=decision_id,
+        verdict=body.verdict,
+        note=body.note,
+        reviewer=caller.key_id,
+    )
+    return {**summary(row), "verdict": row.verdict}
