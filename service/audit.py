@@ -233,8 +233,11 @@ async def submit_review(
             "record; review the live decision instead"
         )
     k = engine.kind(original.kind)
+    data = dict(verdict if verdict is not None else original.verdict)
+    for computed in k.Verdict.model_computed_fields:  # e.g. total_refund: derived, not input
+        data.pop(computed, None)
     try:
-        v = k.Verdict.model_validate(verdict if verdict is not None else original.verdict)
+        v = k.Verdict.model_validate(data)
     except ValidationError as exc:
         details = [
             {"field": "verdict." + d["field"], "reason": d["reason"]}

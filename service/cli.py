@@ -102,13 +102,16 @@ def decide(
 
 
 @log_app.command("verify")
-def log_verify() -> None:
+def log_verify(
+    from_seq: Annotated[int | None, typer.Option(help="First seq to check")] = None,
+    to_seq: Annotated[int | None, typer.Option(help="Last seq to check")] = None,
+) -> None:
     """Walk the hash chain; exit 1 and name the first bad record if it is broken."""
     from service.log.store import Store
 
     store = Store(url=get_settings().database_url)
     store.create_all()
-    report = store.verify()
+    report = store.verify(from_seq=from_seq, to_seq=to_seq)
     store.close()
     if report.ok:
         out.print(f"[green]chain OK[/green]: {report.checked} records verified; head matches.")
@@ -119,6 +122,44 @@ def log_verify() -> None:
         f"record {bad.get('id')} (seq {bad.get('seq')}): {bad.get('problem')}"
     )
     raise typer.Exit(1)
+
+
+@log_app.command("export")
+def log_export(
+    format: Annotated[str, typer.Option(help="jsonl | csv")] = "jsonl",
+    since: Annotated[str | None, typer.Option(help="UTC time, e.g. 2026-11-01")] = None,
+    until: Annotated[str | None, typer.Option(help="UTC time, exclusive")] = None,
+    kind: Annotated[str | None, typer.Option()] = None,
+    out_file: Annotated[Path | None, typer.Option("--out", help="File (default: stdout)")] = None,
+    pii: Annotated[bool, typer.Option(help="Include personal data unmasked")] = False,
+) -> None:
+    """Stream the log as JSON lines or CSV, oldest first, in constant memory."""
+    from service.api.filters import parse_time
+    from service.audit import export_lines
+    from service.log.store import DecisionFilter
+
+    if format not in ("jsonl", "csv"):
+        _fail("--format must be jsonl or csv", 2)
+    try:
+        flt = DecisionFilter(
+            kind=kind, since=parse_time(since, "since"), until=parse_time(until, "until")
+        )
+    except ArbiterError as exc:
+        _fail(exc.message, 2)
+    from service.app import build_engine
+
+    engine = build_engine(get_settings())
+    n = 0
+    sink = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
+    try:
+        for chunk in export_lines(engine, flt, format, pii=pii):
+            sink.write(chunk)
+            n += 1
+    finally:
+        if out_file:
+            sink.close()
+        engine.store.close()
+    err.print(f"exported {n - (format == 'csv')} record(s)")
 
 
 @keys_app.command("create")

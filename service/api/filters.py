@@ -10,7 +10,7 @@ from fastapi import Query
 from pydantic import AwareDatetime, BaseModel
 
 from service.errors import InvalidInput
-from service.log.chain import utc_iso
+from service.log.chain import parse_utc, utc_iso
 from service.log.models import DecisionRow
 from service.log.store import DecisionFilter
 
@@ -85,7 +85,7 @@ def parse_time(value: str | None, field: str) -> datetime | None:
     if not value:
         return None
     try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return parse_utc(value)
     except ValueError:
         raise InvalidInput(
             f"{field}: not an ISO 8601 time", details=[{"field": field, "reason": "invalid"}]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
 from html import escape
 from pathlib import Path
@@ -16,6 +16,7 @@ from rich.table import Table
 from service.engine import DecisionResponse
 from service.errors import InvalidInput
 from service.evals.runner import RunConfig, Runner
+from service.log.chain import parse_utc
 from service.log.store import Store
 from service.settings import Settings
 
@@ -27,10 +28,9 @@ def _money(verdict: dict[str, Any]) -> Decimal | None:
 
 def parse_since(text: str) -> datetime:
     try:
-        ts = datetime.fromisoformat(text.replace("Z", "+00:00"))
+        return parse_utc(text)
     except ValueError:
         raise InvalidInput(f"--since {text!r} is not a date such as 2026-11-01") from None
-    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
 
 
 def replay_log(

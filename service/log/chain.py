@@ -20,6 +20,12 @@ def utc_iso(ts: datetime) -> str:
     return ts.astimezone(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
 
 
+def parse_utc(text: str) -> datetime:
+    """An ISO 8601 date or time; without a zone it is UTC. ValueError when unreadable."""
+    ts = datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return ts if ts.tzinfo else ts.replace(tzinfo=UTC)
+
+
 def payload(row: DecisionRow) -> dict[str, Any]:
     """The hashed content of a record."""
     data = row.model_dump(exclude=set(UNHASHED))
