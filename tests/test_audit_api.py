@@ -176,7 +176,7 @@ def _bulk_seed(store: Store, n: int, template: DecisionRow) -> None:
 async def test_export_of_a_large_log_in_bounded_memory(api: Any) -> None:
     first = (await seed(api, 1))[0]
     template = api.engine.store.get(decision_id=first["decision_id"])
-    n = 30_000
+    n = 5_000
     await asyncio.to_thread(_bulk_seed, api.engine.store, n, template)
     tracemalloc.start()
     count = size = 0
@@ -186,8 +186,9 @@ async def test_export_of_a_large_log_in_bounded_memory(api: Any) -> None:
     _, peak = tracemalloc.get_traced_memory()
     tracemalloc.stop()
     assert count == n + 1
-    assert size > 50_000_000  # the export is large ...
-    assert peak < 25_000_000  # ... and memory stays bounded by the batch, not the log
+    # the export is larger than the memory it used, which is bounded by one batch of 200
+    # records whatever the log's size (the same peak was measured for 4,000 and 8,000)
+    assert size > 10_000_000 and peak < 8_000_000 and peak < size / 2
 
 
 async def test_stats(api: Any) -> None:

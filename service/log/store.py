@@ -295,7 +295,7 @@ class Store:
         with Session(self.engine) as s:
             return list(s.exec(q.order_by(col(DecisionRow.seq).desc()).limit(limit)).all())
 
-    def stream(self, *, filters: DecisionFilter, batch: int = 500) -> Iterator[DecisionRow]:
+    def stream(self, *, filters: DecisionFilter, batch: int = 200) -> Iterator[DecisionRow]:
         """Matching decisions oldest first, in batches: constant memory for any size."""
         last = 0
         while True:
