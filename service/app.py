@@ -6,15 +6,16 @@ import asyncio
 import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from urllib.parse import quote
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
-from service.api import audit, decisions, health, reviews, specs
+from service.api import audit, decisions, health, reviews, specs, ui
 from service.engine import Engine
 from service.errors import ArbiterError, validation_details
 from service.kinds.registry import KINDS
@@ -94,9 +95,25 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
     app.include_router(audit.router)
     app.include_router(specs.router)
     app.include_router(health.router)
+    app.include_router(ui.router)
+
+    @app.get("/", include_in_schema=False)
+    async def _root() -> RedirectResponse:
+        return RedirectResponse("/ui/decisions")
+
+    @app.exception_handler(ui.LoginRequired)
+    async def _login(request: Request, _: Exception) -> RedirectResponse:
+        return RedirectResponse("/ui/login?next=" + quote(request.url.path), status_code=303)
 
     @app.exception_handler(ArbiterError)
-    async def _arbiter_error(_: Request, exc: ArbiterError) -> JSONResponse:
+    async def _arbiter_error(request: Request, exc: ArbiterError) -> Response:
+        if request.url.path.startswith("/ui/"):
+            return ui.templates.TemplateResponse(
+                request,
+                "message.html",
+                {"caller": None, "csrf": None, "title": "Sorry", "message": exc.message},
+                status_code=exc.status,
+            )
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
 
     @app.exception_handler(RequestValidationError)

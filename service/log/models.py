@@ -108,3 +108,15 @@ class ApiKeyRow(SQLModel, table=True):
     revoked_at: datetime | None = Field(
         default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
     )
+
+
+class UiSession(SQLModel, table=True):
+    """A browser session of the web pages, opened with an API key; stored as a hash."""
+
+    __tablename__ = "ui_sessions"
+
+    token_hash: str = Field(primary_key=True, max_length=64)
+    key_id: str = Field(max_length=32)
+    csrf: str = Field(max_length=64)
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts()

@@ -7,7 +7,7 @@ import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, event, func, text
@@ -16,7 +16,14 @@ from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from service.errors import Conflict, StoreUnavailable
 from service.log.chain import GENESIS, record_hash
-from service.log.models import ApiKeyRow, ChainHead, DecisionRow, SpecVersionRow, utcnow
+from service.log.models import (
+    ApiKeyRow,
+    ChainHead,
+    DecisionRow,
+    SpecVersionRow,
+    UiSession,
+    utcnow,
+)
 
 
 def make_engine(url: str) -> Engine:
@@ -448,6 +455,44 @@ class Store:
         with Session(self.engine) as s:
             row = s.exec(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(secret))).first()
             return row if row is not None and row.revoked_at is None else None
+
+    def key_by_id(self, *, key_id: str) -> ApiKeyRow | None:
+        with Session(self.engine) as s:
+            row = s.get(ApiKeyRow, key_id)
+            return row if row is not None and row.revoked_at is None else None
+
+    # -- web sessions --
+    def create_session(self, *, key_id: str, hours: int = 8) -> tuple[str, str]:
+        """A new session: (token for the cookie, CSRF token for forms)."""
+        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
+        now = utcnow()
+        with Session(self.engine) as s:
+            s.add(
+                UiSession(
+                    token_hash=hash_key(token),
+                    key_id=key_id,
+                    csrf=csrf,
+                    created_at=now,
+                    expires_at=now + timedelta(hours=hours),
+                )
+            )
+            s.commit()
+        return token, csrf
+
+    def session(self, *, token: str) -> UiSession | None:
+        with Session(self.engine) as s:
+            row = s.get(UiSession, hash_key(token))
+        if row is None:
+            return None
+        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
+        return row if expires > utcnow() else None
+
+    def end_session(self, *, token: str) -> None:
+        with Session(self.engine) as s:
+            row = s.get(UiSession, hash_key(token))
+            if row is not None:
+                s.delete(row)
+                s.commit()
 
     def key_count(self) -> int:
         with Session(self.engine) as s:

@@ -1,0 +1,326 @@
+"""Server-rendered pages for auditors, reviewers and ops (no JavaScript needed)."""
+
+from __future__ import annotations
+
+import json
+import secrets
+from pathlib import Path
+from typing import Annotated, Any
+from urllib.parse import quote, urlencode
+
+import anyio
+from fastapi import APIRouter, Depends, Form, Query, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.templating import Jinja2Templates
+from pydantic import ValidationError
+
+from service.api.filters import ListFilters, decode_cursor, encode_cursor, summary
+from service.audit import decision_detail, stats, submit_review
+from service.auth import Caller
+from service.deps import EngineDep
+from service.errors import ArbiterError, Forbidden, validation_details
+from service.log.store import DecisionFilter
+from service.specs.versions import diff_by_ref
+
+router = APIRouter(prefix="/ui", include_in_schema=False)
+templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
+templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
+COOKIE = "arb_session"
+LOGIN_CSRF = "arb_login_csrf"
+
+
+class LoginRequired(Exception):
+    """No valid session: the page redirects to the login form."""
+
+
+async def ui_caller(request: Request, engine: EngineDep) -> tuple[Caller, str]:
+    """The caller behind the session cookie, and the session's CSRF token."""
+    token = request.cookies.get(COOKIE)
+    if not token:
+        raise LoginRequired
+    store = engine.store
+    sess = await anyio.to_thread.run_sync(lambda: store.session(token=token))
+    if sess is None:
+        raise LoginRequired
+    key_id = sess.key_id
+    key = await anyio.to_thread.run_sync(lambda: store.key_by_id(key_id=key_id))
+    if key is None:
+        raise LoginRequired
+    return Caller(key_id=key.id, scopes=frozenset(key.scopes)), sess.csrf
+
+
+UiCaller = Annotated[tuple[Caller, str], Depends(ui_caller)]
+
+
+def page(
+    request: Request, name: str, caller: Caller | None, csrf: str | None, **context: Any
+) -> HTMLResponse:
+    return templates.TemplateResponse(request, name, {"caller": caller, "csrf": csrf, **context})
+
+
+def check_csrf(csrf: str, sent: str) -> None:
+    if not secrets.compare_digest(csrf, sent):
+        raise Forbidden("the form expired or did not come from this site; reload and retry")
+
+
+@router.get("/login")
+async def login_form(
+    request: Request, next: str = "/ui/decisions", error: str | None = None
+) -> HTMLResponse:
+    token = secrets.token_urlsafe(24)
+    resp = page(request, "login.html", None, None, login_csrf=token, next=next, error=error)
+    resp.set_cookie(
+        LOGIN_CSRF,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=3600,
+    )
+    return resp
+
+
+@router.post("/login")
+async def login(
+    request: Request,
+    engine: EngineDep,
+    api_key: Annotated[str, Form()],
+    csrf: Annotated[str, Form()],
+    next: Annotated[str, Form()] = "/ui/decisions",
+) -> Response:
+    if not secrets.compare_digest(request.cookies.get(LOGIN_CSRF, ""), csrf):
+        return RedirectResponse("/ui/login?error=expired", status_code=303)
+    store = engine.store
+    key = await anyio.to_thread.run_sync(lambda: store.key_for_secret(secret=api_key.strip()))
+    if key is None or not ({"audit", "audit:pii", "review", "admin"} & set(key.scopes)):
+        return RedirectResponse("/ui/login?error=denied", status_code=303)
+    token, _ = await anyio.to_thread.run_sync(lambda: store.create_session(key_id=key.id))
+    target = next if next.startswith("/ui/") else "/ui/decisions"
+    resp = RedirectResponse(target, status_code=303)
+    resp.set_cookie(
+        COOKIE,
+        token,
+        httponly=True,
+        samesite="strict",
+        secure=request.url.scheme == "https",
+        max_age=8 * 3600,
+    )
+    resp.delete_cookie(LOGIN_CSRF)
+    return resp
+
+
+@router.post("/logout")
+async def logout(
+    request: Request, engine: EngineDep, who: UiCaller, csrf: Annotated[str, Form()]
+) -> Response:
+    check_csrf(who[1], csrf)
+    token = request.cookies.get(COOKIE, "")
+    await anyio.to_thread.run_sync(lambda: engine.store.end_session(token=token))
+    resp = RedirectResponse("/ui/login", status_code=303)
+    resp.delete_cookie(COOKIE)
+    return resp
+
+
+def _need(caller: Caller, scope: str) -> None:
+    if not caller.has(scope):
+        raise Forbidden(f"your key lacks the {scope!r} scope")
+
+
+@router.get("/decisions")
+async def decisions(
+    request: Request,
+    engine: EngineDep,
+    who: UiCaller,
+    cursor: Annotated[str | None, Query(max_length=64)] = None,
+) -> HTMLResponse:
+    caller, csrf = who
+    _need(caller, "audit")
+    raw = {k: v for k, v in request.query_params.items() if v.strip() and k != "cursor"}
+    try:
+        filters = ListFilters.model_validate(raw)
+    except ValidationError as exc:
+        why = "; ".join(
+            f"{d['field']}: {d['reason']}" for d in validation_details(list(exc.errors()))
+        )
+        return page(request, "message.html", caller, csrf, title="Check the filters", message=why)
+    before = decode_cursor(cursor)
+    rows = await anyio.to_thread.run_sync(
+        lambda: engine.store.list_decisions(
+            filters=filters.to_filter(), before_seq=before, limit=51
+        )
+    )
+    params = {
+        k: v for k, v in filters.model_dump(mode="json").items() if v not in (None, False, "")
+    }
+    nxt = None
+    if len(rows) > 50 and rows[49].seq:
+        nxt = "?" + urlencode({**params, "cursor": encode_cursor(rows[49].seq)})
+    return page(
+        request,
+        "decisions.html",
+        caller,
+        csrf,
+        rows=[summary(r) for r in rows[:50]],
+        f=params,
+        next_url=nxt,
+        kinds=sorted(engine.kinds),
+    )
+
+
+@router.get("/decisions/{decision_id}")
+async def decision(
+    request: Request, decision_id: str, engine: EngineDep, who: UiCaller, error: str | None = None
+) -> HTMLResponse:
+    caller, csrf = who
+    _need(caller, "audit")
+    row = await anyio.to_thread.run_sync(lambda: engine.store.get(decision_id=decision_id))
+    if row is None:
+        return page(
+            request,
+            "message.html",
+            caller,
+            csrf,
+            title="Not found",
+            message=f"There is no decision {decision_id}.",
+        )
+    d = await anyio.to_thread.run_sync(
+        lambda: decision_detail(engine, row, pii=caller.has("audit:pii"))
+    )
+    changed = d["llm_verdict"] is not None and d["llm_verdict"] != {
+        k: v for k, v in d["verdict"].items() if k in d["llm_verdict"]
+    }
+    can_review = (
+        caller.has("review")
+        and d["needs_review"]
+        and not d["superseded_by"]
+        and d["source"] != "review"
+        and not d["shadow_of"]
+    )
+    verdict_input = {k: v for k, v in d["verdict"].items() if k != "total_refund"}
+    return page(
+        request,
+        "decision.html",
+        caller,
+        csrf,
+        d=d,
+        changed=changed,
+        can_review=can_review,
+        verdict_json=json.dumps(verdict_input, indent=2),
+        error=error,
+    )
+
+
+@router.post("/decisions/{decision_id}/review")
+async def review(
+    decision_id: str,
+    engine: EngineDep,
+    who: UiCaller,
+    csrf: Annotated[str, Form()],
+    note: Annotated[str, Form(max_length=2000)],
+    action: Annotated[str, Form()],
+    verdict_json: Annotated[str, Form(max_length=100_000)] = "",
+) -> Response:
+    caller, token = who
+    check_csrf(token, csrf)
+    _need(caller, "review")
+    back = f"/ui/decisions/{quote(decision_id)}"
+    if not note.strip():
+        return RedirectResponse(back + "?error=" + quote("Write a note for the record."), 303)
+    try:
+        verdict = None if action == "accept" else json.loads(verdict_json)
+        await submit_review(
+            engine,
+            decision_id=decision_id,
+            verdict=verdict,
+            note=note.strip(),
+            reviewer=caller.key_id,
+        )
+    except json.JSONDecodeError as exc:
+        return RedirectResponse(back + "?error=" + quote(f"The verdict is not JSON: {exc}"), 303)
+    except ArbiterError as exc:
+        detail = "; ".join(
+            f"{d['field']}: {d['reason']}"
+            for d in exc.details or []
+            if isinstance(d, dict) and "field" in d
+        )
+        return RedirectResponse(back + "?error=" + quote(f"{exc.message}. {detail}"), 303)
+    return RedirectResponse(back, status_code=303)
+
+
+@router.get("/reviews")
+async def reviews(
+    request: Request, engine: EngineDep, who: UiCaller, status: str = "open"
+) -> HTMLResponse:
+    caller, csrf = who
+    _need(caller, "review")
+    rows = await anyio.to_thread.run_sync(
+        lambda: engine.store.open_reviews(
+            kind=None, limit=200, before_seq=None, resolved=status == "resolved"
+        )
+    )
+    return page(
+        request,
+        "reviews.html",
+        caller,
+        csrf,
+        status=status,
+        rows=[{**summary(r), "review_reasons": r.review_reasons} for r in rows],
+    )
+
+
+@router.get("/specs")
+async def specs(request: Request, engine: EngineDep, who: UiCaller) -> HTMLResponse:
+    caller, csrf = who
+    versions = await anyio.to_thread.run_sync(
+        lambda: {k: engine.store.spec_versions(kind=k) for k in sorted(engine.kinds)}
+    )
+    live = {s.sha256 for s in engine.registry.live_specs()}
+    return page(
+        request,
+        "specs.html",
+        caller,
+        csrf,
+        files=engine.registry.status(),
+        versions=versions,
+        live=live,
+    )
+
+
+@router.get("/specs/{kind}/diff")
+async def spec_diff(
+    request: Request,
+    kind: str,
+    engine: EngineDep,
+    who: UiCaller,
+    from_: Annotated[str, Query(alias="from", max_length=64)],
+    to: Annotated[str, Query(max_length=64)] = "live",
+) -> HTMLResponse:
+    caller, csrf = who
+    try:
+        d = await anyio.to_thread.run_sync(lambda: diff_by_ref(engine.registry, kind, from_, to))
+    except ArbiterError as exc:
+        return page(
+            request, "message.html", caller, csrf, title="Cannot compare", message=exc.message
+        )
+    return page(request, "diff.html", caller, csrf, kind=kind, d=d)
+
+
+@router.get("/audit")
+async def audit(request: Request, engine: EngineDep, who: UiCaller) -> HTMLResponse:
+    caller, csrf = who
+    _need(caller, "audit")
+    report = await anyio.to_thread.run_sync(engine.store.verify)
+    st = await anyio.to_thread.run_sync(lambda: stats(engine, since=None, until=None, kind=None))
+    days = list(st["per_day"].items())[-14:]
+    peak = max([d["decisions"] for _, d in days] or [1]) or 1
+    return page(
+        request,
+        "audit.html",
+        caller,
+        csrf,
+        report=report,
+        st=st,
+        days=days,
+        peak=peak,
+        flt=DecisionFilter(),
+    )
