@@ -22,7 +22,7 @@ from service.kinds.registry import KINDS
 from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
 from service.log.store import Store
-from service.settings import Settings, get_settings
+from service.settings import Settings, get_settings, redact_url
 from service.shadow import ShadowRunner
 from service.specs.registry import SpecRegistry
 
@@ -31,7 +31,7 @@ log = logging.getLogger("arbiter")
 
 def build_engine(settings: Settings, *, llm: LLMClient | None = None) -> Engine:
     """Store, registry, prompts and LLM client wired into an engine (no HTTP involved)."""
-    store = Store(url=settings.database_url)
+    store = Store(url=settings.db_url())
     store.create_all()
     registry = SpecRegistry(
         directory=settings.specs_dir,
@@ -73,7 +73,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
             else None
         )
         mode = "LLM enabled" if engine.llm else "LLM disabled: rules only"
-        log.info("arbiter ready on %s (%s)", settings.database_url.split("@")[-1], mode)
+        log.info("arbiter ready on %s (%s)", redact_url(settings.db_url()), mode)
         try:
             yield
         finally:

@@ -14,7 +14,7 @@ from rich.console import Console
 
 from service.auth import SCOPES
 from service.errors import ArbiterError
-from service.settings import get_settings
+from service.settings import get_settings, redact_url
 
 app = typer.Typer(help="Arbiter: decisions for order operations.", no_args_is_help=True)
 log_app = typer.Typer(help="The decision log.", no_args_is_help=True)
@@ -49,7 +49,7 @@ def serve(
 
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    store = Store(url=settings.database_url)
+    store = Store(url=settings.db_url())
     store.create_all()
     if store.key_count() == 0:
         row, secret = store.create_key(name="first admin", scopes=["admin"])
@@ -58,7 +58,7 @@ def serve(
         out.print("Create narrower keys with: arbiter keys create --scopes decide")
     store.close()
     mode = "enabled" if settings.llm_enabled else "disabled (rules only)"
-    out.print(f"database: {settings.database_url}   LLM: {mode}")
+    out.print(f"database: {redact_url(settings.db_url())}   LLM: {mode}")
     uvicorn.run(
         "service.main:app",
         host=host or settings.host,
@@ -109,7 +109,7 @@ def log_verify(
     """Walk the hash chain; exit 1 and name the first bad record if it is broken."""
     from service.log.store import Store
 
-    store = Store(url=get_settings().database_url)
+    store = Store(url=get_settings().db_url())
     store.create_all()
     report = store.verify(from_seq=from_seq, to_seq=to_seq)
     store.close()
@@ -174,7 +174,7 @@ def keys_create(
     unknown = sorted(set(wanted) - SCOPES)
     if not wanted or unknown:
         _fail(f"unknown scopes {unknown or '(none given)'}; choose from {sorted(SCOPES)}", 2)
-    store = Store(url=get_settings().database_url)
+    store = Store(url=get_settings().db_url())
     store.create_all()
     row, secret = store.create_key(name=name, scopes=wanted)
     store.close()
@@ -187,7 +187,7 @@ def _registry() -> Any:
     from service.specs.registry import SpecRegistry
 
     settings = get_settings()
-    store = Store(url=settings.database_url)
+    store = Store(url=settings.db_url())
     store.create_all()
     registry = SpecRegistry(
         directory=settings.specs_dir,
@@ -495,7 +495,7 @@ def eval_add_from_log(
     from service.evals.fromlog import add_from_log
     from service.log.store import Store
 
-    store = Store(url=get_settings().database_url)
+    store = Store(url=get_settings().db_url())
     store.create_all()
     try:
         path, case_id, expected = add_from_log(store, decision_id, _evals_root(), suite)

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +42,18 @@ class Settings(BaseSettings):
     llm_connect_timeout_s: float = 3.0
     llm_pool_connections: int = 100
     deadline_s: float = Field(default=8.0, gt=0, le=120)
+    max_deadline_s: float = Field(
+        default=30.0, gt=0, le=300, description="upper bound of a per-request deadline"
+    )
+    breaker_threshold: int = Field(default=5, ge=1)
+    breaker_window_s: float = Field(default=30.0, gt=0)
+    breaker_cooldown_s: float = Field(default=30.0, gt=0)
+    overload_mode: Literal["rules", "reject"] = "rules"
+    max_body_bytes: int = Field(default=1_000_000, ge=1024)
+    max_json_depth: int = Field(default=32, ge=4)
+    rate_limit_per_minute: int = Field(default=1200, ge=0, description="per API key; 0 = off")
+    idempotency_ttl_hours: int = Field(default=24, ge=24)
+    database_url_file: Path | None = None
 
     spec_poll_s: float = Field(default=2.0, ge=0, description="0 turns hot reload off")
     prompt_token_budget: int = Field(default=6000, ge=500)
@@ -48,6 +62,12 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+
+    def db_url(self) -> str:
+        """The database URL; ARBITER_DATABASE_URL_FILE keeps a password out of the env."""
+        if self.database_url_file is not None:
+            return self.database_url_file.read_text().strip()
+        return self.database_url
 
     def llm_key(self) -> str | None:
         """The LLM API key from the environment or the key file, if any."""
@@ -61,6 +81,11 @@ class Settings(BaseSettings):
     def llm_enabled(self) -> bool:
         """The LLM is used only when a key or a base URL is configured."""
         return bool(self.llm_key() or self.llm_base_url)
+
+
+def redact_url(url: str) -> str:
+    """A database URL without its password, for logs and banners."""
+    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
 
 
 @lru_cache

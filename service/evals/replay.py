@@ -38,7 +38,7 @@ def replay_log(
 ) -> dict[str, Any]:
     if mode not in ("rules", "live"):
         raise InvalidInput("--mode must be rules or live for replay")
-    store = Store(url=settings.database_url)
+    store = Store(url=settings.db_url())
     rows = store.decisions_since(kind=kind, since=parse_since(since), limit=limit)
     store.close()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -15,12 +16,14 @@ from instructor.core.hooks import Hooks
 from pydantic import BaseModel
 from tenacity import (
     AsyncRetrying,
+    RetryCallState,
     retry_if_exception,
     stop_after_attempt,
     stop_after_delay,
     wait_random_exponential,
 )
 
+from service.llm.breaker import Breakers
 from service.llm.prompts import Prompt
 from service.llm.usage import Attempt, Usage, total_usage
 from service.settings import Settings
@@ -99,6 +102,12 @@ class LLMClient:
         )
         self._instructor = instructor.from_openai(self._openai, mode=instructor.Mode.TOOLS)
         self._slots = asyncio.Semaphore(settings.llm_max_concurrency)
+        self.breakers = Breakers(
+            threshold=settings.breaker_threshold,
+            window_s=settings.breaker_window_s,
+            cooldown_s=settings.breaker_cooldown_s,
+        )
+        self.in_flight = 0
 
     async def aclose(self) -> None:
         await self._http.aclose()
@@ -111,28 +120,56 @@ class LLMClient:
         errors: list[str] = []
         started = time.monotonic()
         failure = "llm_error"
+        if self._slots.locked():  # every slot busy: shed now rather than queue without bound
+            return self._result(
+                None,
+                None,
+                attempts,
+                started,
+                "overloaded",
+                [f"{self.settings.llm_max_concurrency} LLM calls in flight"],
+            )
+        open_models = [m for m in models if not self.breakers.allow(m)]
+        chain = [m for m in models if m not in open_models]
+        if not chain:
+            return self._result(
+                None,
+                None,
+                attempts,
+                started,
+                "circuit_open",
+                [f"circuit open for {', '.join(open_models)}"],
+            )
         try:
             async with asyncio.timeout(deadline_s), self._slots:
-                for model in models:
-                    try:
-                        verdict = await self._with_retries(
-                            model, prompt, response_model, attempts, started + deadline_s
-                        )
-                    except InvalidOutput as exc:
-                        failure = "invalid_output"
-                        errors.append(f"{model}: {exc}")
-                        continue
-                    except Exception as exc:  # any API failure moves down the chain
-                        failure = "llm_timeout" if _status(exc) == "timeout" else "llm_error"
-                        errors.append(f"{model}: {type(exc).__name__}: {exc}")
-                        continue
-                    return self._result(verdict, model, attempts, started, None, errors)
+                self.in_flight += 1
+                try:
+                    for model in chain:
+                        try:
+                            verdict = await self._with_retries(
+                                model, prompt, response_model, attempts, started + deadline_s
+                            )
+                        except InvalidOutput as exc:
+                            self.breakers.success(model)  # it answered: the model is up
+                            failure = "invalid_output"
+                            errors.append(f"{model}: {exc}")
+                            continue
+                        except Exception as exc:  # any API failure moves down the chain
+                            self.breakers.failure(model)
+                            failure = "llm_timeout" if _status(exc) == "timeout" else "llm_error"
+                            errors.append(f"{model}: {type(exc).__name__}: {exc}")
+                            continue
+                        self.breakers.success(model)
+                        return self._result(verdict, model, attempts, started, None, errors)
+                finally:
+                    self.in_flight -= 1
         except TimeoutError:
             failure = "llm_timeout"
             errors.append(f"deadline of {deadline_s:.1f}s reached")
             for a in attempts:
                 if a.status == "pending":
                     a.status, a.error = "timeout", "deadline reached"
+                    self.breakers.failure(a.model)
         return self._result(None, None, attempts, started, failure, errors)
 
     def _result(
@@ -171,10 +208,7 @@ class LLMClient:
         retrying = AsyncRetrying(
             stop=stop_after_attempt(self.settings.llm_max_attempts)
             | stop_after_delay(max(0.0, deadline - time.monotonic())),
-            wait=wait_random_exponential(
-                multiplier=min(0.1, self.settings.llm_backoff_max_s),
-                max=self.settings.llm_backoff_max_s,
-            ),
+            wait=self._wait(deadline),
             retry=retry_if_exception(lambda e: isinstance(e, TRANSIENT)),
             reraise=True,
         )
@@ -182,6 +216,26 @@ class LLMClient:
             with attempt:
                 return await self._once(model, prompt, response_model, attempts, deadline)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _wait(self, deadline: float) -> Callable[[RetryCallState], float]:
+        """Jittered backoff; a 429's Retry-After is honoured when it fits the deadline."""
+        backoff = wait_random_exponential(
+            multiplier=min(0.1, self.settings.llm_backoff_max_s),
+            max=self.settings.llm_backoff_max_s,
+        )
+
+        def wait(state: RetryCallState) -> float:
+            exc = state.outcome.exception() if state.outcome else None
+            if isinstance(exc, openai.RateLimitError):
+                try:
+                    after = float(exc.response.headers.get("retry-after", ""))
+                except ValueError:
+                    after = 0.0
+                if after > 0:
+                    return min(after, max(0.0, deadline - time.monotonic()))
+            return float(backoff(state))
+
+        return wait
 
     async def _once(
         self,

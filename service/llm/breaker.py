@@ -1,0 +1,68 @@
+"""A circuit breaker per model: skip a failing model for a cool-down, then probe it once."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+
+
+@dataclass
+class _State:
+    failures: deque[float] = field(default_factory=deque)
+    opened_at: float | None = None
+    probing: bool = False
+
+
+class Breakers:
+    """closed → open after `threshold` failures within `window_s`; after `cooldown_s` one
+    probe is let through (half-open); its success closes the breaker, its failure re-opens it."""
+
+    def __init__(self, *, threshold: int, window_s: float, cooldown_s: float):
+        self.threshold = threshold
+        self.window_s = window_s
+        self.cooldown_s = cooldown_s
+        self._states: dict[str, _State] = {}
+        self._lock = threading.Lock()
+
+    def state(self, model: str) -> str:
+        with self._lock:
+            s = self._states.get(model)
+            if s is None or s.opened_at is None:
+                return "closed"
+            if time.monotonic() - s.opened_at >= self.cooldown_s:
+                return "half_open"
+            return "open"
+
+    def allow(self, model: str) -> bool:
+        """Whether a call to `model` may go out now (a half-open breaker allows one probe)."""
+        with self._lock:
+            s = self._states.setdefault(model, _State())
+            if s.opened_at is None:
+                return True
+            if time.monotonic() - s.opened_at < self.cooldown_s or s.probing:
+                return False
+            s.probing = True
+            return True
+
+    def success(self, model: str) -> None:
+        with self._lock:
+            self._states[model] = _State()
+
+    def failure(self, model: str) -> None:
+        with self._lock:
+            s = self._states.setdefault(model, _State())
+            now = time.monotonic()
+            if s.probing or s.opened_at is not None:
+                s.opened_at, s.probing = now, False
+                return
+            s.failures.append(now)
+            while s.failures and now - s.failures[0] > self.window_s:
+                s.failures.popleft()
+            if len(s.failures) >= self.threshold:
+                s.opened_at = now
+                s.failures.clear()
+
+    def snapshot(self) -> dict[str, str]:
+        return {m: self.state(m) for m in list(self._states)}
