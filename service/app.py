@@ -19,6 +19,7 @@ from service.api import audit, decisions, health, reviews, specs, ui
 from service.engine import Engine
 from service.errors import ArbiterError, validation_details
 from service.kinds.registry import KINDS
+from service.limits import BodyLimits, RateLimiter
 from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
 from service.log.store import Store
@@ -89,6 +90,10 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
         version=__version__,
         lifespan=lifespan,
         description="Decision API for order operations.",
+    )
+    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
+    app.add_middleware(
+        BodyLimits, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
     )
     app.include_router(decisions.build_router(KINDS))
     app.include_router(reviews.router)

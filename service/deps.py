@@ -10,7 +10,8 @@ from fastapi import Depends, Request
 
 from service.auth import Caller
 from service.engine import Engine
-from service.errors import Forbidden, Unauthenticated
+from service.errors import Forbidden, RateLimited, Unauthenticated
+from service.limits import RateLimiter
 from service.log.store import Store
 from service.settings import Settings
 
@@ -47,6 +48,14 @@ async def get_caller(request: Request, store: StoreDep) -> Caller:
     row = await anyio.to_thread.run_sync(lambda: store.key_for_secret(secret=secret.strip()))
     if row is None:
         raise Unauthenticated("unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
+    limiter: RateLimiter = request.app.state.limiter
+    wait = limiter.take(row.id)
+    if wait > 0:
+        request.app.state.engine.metrics.count("rate_limited")
+        raise RateLimited(
+            f"rate limit of {limiter.per_minute} requests per minute for this key",
+            headers={"Retry-After": str(max(1, int(wait + 0.999)))},
+        )
     return Caller(key_id=row.id, scopes=frozenset(row.scopes))
 
 

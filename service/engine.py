@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -10,15 +11,16 @@ import anyio
 from pydantic import BaseModel, ValidationError
 from ulid import ULID
 
-from service.errors import InvalidInput, NotFound, validation_details
+from service.errors import Conflict, InvalidInput, NotFound, Overloaded, validation_details
 from service.kinds.base import Check, VerdictBase
 from service.kinds.registry import KINDS, AnyKind
 from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
 from service.llm.usage import Attempt, Usage
-from service.log.chain import utc_iso
+from service.log.chain import canonical, utc_iso
 from service.log.models import DecisionRow, utcnow
 from service.log.store import Store
+from service.metrics import Metrics
 from service.settings import Settings
 from service.specs.loader import Spec
 from service.specs.registry import SpecRegistry
@@ -127,6 +129,7 @@ class Engine:
         self.llm = llm
         self.kinds = kinds or KINDS
         self.shadow: ShadowRunner | None = None
+        self.metrics = Metrics()
 
     def kind(self, name: str) -> AnyKind:
         try:
@@ -146,7 +149,12 @@ class Engine:
                 "the case is not valid", details=validation_details(list(exc.errors()))
             ) from exc
 
-    async def decide(
+    async def decide(self, **kwargs: Any) -> DecisionResponse:
+        """Decide a validated case, log it, and return the envelope."""
+        body, _ = await self.decide_raw(**kwargs)
+        return DecisionResponse.model_validate_json(body)
+
+    async def decide_raw(
         self,
         *,
         kind: str,
@@ -155,20 +163,84 @@ class Engine:
         idempotency_key: str | None = None,
         pin_sha: str | None = None,
         pin_version: str | None = None,
-    ) -> DecisionResponse:
-        """Decide a validated case, log it, and return the envelope."""
+        deadline_s: float | None = None,
+    ) -> tuple[str, bool]:
+        """The envelope as JSON text, and whether it is an idempotent replay.
+
+        Same Idempotency-Key and same request → the stored response, byte for byte, with
+        no second decision; same key with another request → 409; a key whose first request
+        is still being decided → 409 with Retry-After.
+        """
         k = self.kind(kind)
-        order_id, _ = k.subjects(case)
-        res = self.registry.resolve(
-            kind, on=k.reference_date(case), key=order_id, pin_sha=pin_sha, pin_version=pin_version
-        )
-        row = await self.evaluate(k, case, res.spec, caller=caller, idempotency_key=idempotency_key)
-        row = await anyio.to_thread.run_sync(partial(self.store.append, row=row))
+        scope = None
+        if idempotency_key:
+            scope = f"{caller}:{kind}:{idempotency_key}"
+            request = hashlib.sha256(
+                canonical(
+                    {
+                        "case": case.model_dump(mode="json"),
+                        "spec_sha": pin_sha,
+                        "spec_version": pin_version,
+                    }
+                )
+            )
+            held = await anyio.to_thread.run_sync(
+                partial(
+                    self.store.idem_begin,
+                    scope=scope,
+                    request_sha256=request.hexdigest(),
+                    ttl_hours=self.settings.idempotency_ttl_hours,
+                )
+            )
+            if held is not None:
+                if held.request_sha256 != request.hexdigest():
+                    raise Conflict(
+                        "this Idempotency-Key was used with a different request",
+                        details={"decision_id": held.decision_id},
+                    )
+                if held.state != "done" or held.response is None:
+                    raise Conflict(
+                        "a request with this Idempotency-Key is still being decided",
+                        headers={"Retry-After": "1"},
+                    )
+                return held.response, True
+        try:
+            order_id, _ = k.subjects(case)
+            res = self.registry.resolve(
+                kind,
+                on=k.reference_date(case),
+                key=order_id,
+                pin_sha=pin_sha,
+                pin_version=pin_version,
+            )
+            row = await self.evaluate(
+                k,
+                case,
+                res.spec,
+                caller=caller,
+                idempotency_key=idempotency_key,
+                deadline_s=deadline_s,
+            )
+            if row.fallback_reason == "overloaded" and self.settings.overload_mode == "reject":
+                raise Overloaded(
+                    "too many decisions need the LLM right now; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
+            body = DecisionResponse.from_row(row).model_dump_json()
+            row = await anyio.to_thread.run_sync(
+                partial(self.store.append, row=row, idempotency=(scope, body) if scope else None)
+            )
+        except BaseException:
+            if scope is not None:
+                with anyio.CancelScope(shield=True):
+                    await anyio.to_thread.run_sync(partial(self.store.idem_release, scope=scope))
+            raise
+        self.metrics.decided(row)
         if self.shadow is not None and res.role == "live":
             cand = self.registry.candidate(kind)
             if cand is not None and cand.meta.rollout == "shadow":
                 self.shadow.submit(kind=kind, case=case, live_id=row.id, spec=cand)
-        return DecisionResponse.from_row(row)
+        return body, False
 
     async def evaluate(
         self,
@@ -179,6 +251,7 @@ class Engine:
         caller: str | None,
         idempotency_key: str | None = None,
         shadow_of: str | None = None,
+        deadline_s: float | None = None,
     ) -> DecisionRow:
         """Run the pipeline for a case under one spec version; the record is not yet written."""
         started = time.monotonic()
@@ -204,7 +277,7 @@ class Engine:
                 prompt=prompt,
                 response_model=k.llm_model(case, params),
                 models=spec.meta.model.for_value(k.case_value(case)),
-                deadline_s=self.settings.deadline_s,
+                deadline_s=deadline_s or self.settings.deadline_s,
             )
             attempts, usage, llm_ms = result.attempts, result.usage, result.latency_ms
             if result.verdict is None:

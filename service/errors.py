@@ -56,6 +56,23 @@ class SpecError(ArbiterError):
     code = "spec_unavailable"
 
 
+class Overloaded(ArbiterError):
+    """More decisions need the LLM than it can take (overload_mode=reject)."""
+
+    status = 503
+    code = "overloaded"
+
+
+class RateLimited(ArbiterError):
+    status = 429
+    code = "rate_limited"
+
+
+class PayloadTooLarge(ArbiterError):
+    status = 413
+    code = "payload_too_large"
+
+
 class StoreUnavailable(ArbiterError):
     """The decision log could not be written; the decision is not returned."""
 

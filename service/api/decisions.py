@@ -5,13 +5,14 @@ from typing import Annotated, Any
 
 import anyio
 from fastapi import APIRouter, Depends, Header, Query
+from fastapi.responses import Response
 
 from service.api.filters import ListFilters, decode_cursor, encode_cursor, summary
 from service.audit import decision_detail
 from service.auth import Caller
 from service.deps import EngineDep, require
 from service.engine import DecisionResponse
-from service.errors import NotFound
+from service.errors import InvalidInput, NotFound
 from service.kinds.registry import AnyKind
 
 DecideCaller = Annotated[Caller, Depends(require("decide"))]
@@ -30,7 +31,7 @@ PinVersion = Annotated[
 ]
 
 
-def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[DecisionResponse]]:
+def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[Response]]:
     case_model: Any = kind.Case
 
     async def decide(
@@ -40,15 +41,33 @@ def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[DecisionResponse]]:
         idempotency_key: IdempotencyKey = None,
         spec_sha: PinSha = None,
         spec_version: PinVersion = None,
-    ) -> DecisionResponse:
-        return await engine.decide(
+        deadline_ms: Annotated[
+            int | None,
+            Query(
+                ge=100,
+                le=300_000,
+                description="End-to-end LLM deadline for this request "
+                "(bounded by ARBITER_MAX_DEADLINE_S)",
+            ),
+        ] = None,
+    ) -> Response:
+        limit = engine.settings.max_deadline_s
+        if deadline_ms is not None and deadline_ms / 1000 > limit:
+            raise InvalidInput(
+                f"deadline_ms: at most {int(limit * 1000)}",
+                details=[{"field": "deadline_ms", "reason": "above the limit"}],
+            )
+        body, replayed = await engine.decide_raw(
             kind=kind.name,
             case=case,
             caller=caller.key_id,
             idempotency_key=idempotency_key,
             pin_sha=spec_sha,
             pin_version=spec_version,
+            deadline_s=deadline_ms / 1000 if deadline_ms else None,
         )
+        headers = {"Idempotent-Replayed": "true"} if replayed else {}
+        return Response(content=body, media_type="application/json", headers=headers)
 
     decide.__doc__ = f"Decide a {kind.name} case. {type(kind).__doc__ or ''}"
     return decide

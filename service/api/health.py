@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import anyio
 from fastapi import APIRouter
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, PlainTextResponse
 
 from service.deps import EngineDep
 
@@ -30,3 +30,17 @@ async def readyz(engine: EngineDep) -> JSONResponse:
         "llm": "enabled" if engine.llm is not None else "disabled (rules only)",
     }
     return JSONResponse(body, status_code=200 if ready else 503)
+
+
+@router.get("/metrics", response_class=PlainTextResponse)
+async def metrics(engine: EngineDep) -> str:
+    """Prometheus counters and gauges; no ids, keys or personal data."""
+    shadow = engine.shadow
+    gauges: dict[str, float] = {
+        "llm_in_flight": engine.llm.in_flight if engine.llm else 0,
+        "shadow_queue": shadow.queue.qsize() if shadow else 0,
+        "shadow_dropped": shadow.dropped if shadow else 0,
+        "chain_records": await anyio.to_thread.run_sync(engine.store.count),
+    }
+    breakers = engine.llm.breakers.snapshot() if engine.llm else {}
+    return engine.metrics.render(gauges, breakers)

@@ -120,3 +120,17 @@ class UiSession(SQLModel, table=True):
     csrf: str = Field(max_length=64)
     created_at: datetime = _ts()
     expires_at: datetime = _ts()
+
+
+class IdempotencyRow(SQLModel, table=True):
+    """An Idempotency-Key: the request it was first used with, and the exact response."""
+
+    __tablename__ = "idempotency_keys"
+
+    scope: str = Field(primary_key=True, max_length=400)  # caller:kind:key
+    request_sha256: str = Field(max_length=64)
+    state: str = Field(max_length=16)  # in_flight | done
+    decision_id: str | None = Field(default=None, max_length=40)
+    response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
+    created_at: datetime = _ts()
+    expires_at: datetime = _ts(index=True)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import Engine, event, func, text
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from service.errors import Conflict, StoreUnavailable
@@ -20,6 +20,7 @@ from service.log.models import (
     ApiKeyRow,
     ChainHead,
     DecisionRow,
+    IdempotencyRow,
     SpecVersionRow,
     UiSession,
     utcnow,
@@ -139,8 +140,11 @@ class Store:
             return False
 
     # -- the decision log --
-    def append(self, *, row: DecisionRow) -> DecisionRow:
-        """Link the row to the chain and write it with the new head, in one transaction."""
+    def append(
+        self, *, row: DecisionRow, idempotency: tuple[str, str] | None = None
+    ) -> DecisionRow:
+        """Link the row to the chain and write it with the new head, in one transaction;
+        with `idempotency=(scope, response)` the key is completed in that transaction too."""
         try:
             with self._append_lock, Session(self.engine, expire_on_commit=False) as s:
                 # The UPDATE first takes the write lock (SQLite) or the row lock (PostgreSQL),
@@ -167,6 +171,12 @@ class Store:
                 head.seq, head.hash, head.count = row.seq, row.hash, head.count + 1
                 head.updated_at = utcnow()
                 s.add(head)
+                if idempotency is not None:
+                    idem = s.get(IdempotencyRow, idempotency[0])
+                    if idem is not None:
+                        idem.state, idem.response = "done", idempotency[1]
+                        idem.decision_id = row.id
+                        s.add(idem)
                 s.commit()
                 return row
         except SQLAlchemyError as exc:
@@ -174,6 +184,61 @@ class Store:
                 "the decision could not be written to the log; no decision was made",
                 details={"error": type(exc).__name__},
             ) from exc
+
+    # -- idempotency --
+    def idem_begin(
+        self, *, scope: str, request_sha256: str, ttl_hours: int
+    ) -> IdempotencyRow | None:
+        """Claim a key (None), or return the row of the request that holds it."""
+        now = utcnow()
+        for _ in range(2):
+            try:
+                with Session(self.engine) as s:
+                    s.add(
+                        IdempotencyRow(
+                            scope=scope,
+                            request_sha256=request_sha256,
+                            state="in_flight",
+                            created_at=now,
+                            expires_at=now + timedelta(hours=ttl_hours),
+                        )
+                    )
+                    s.commit()
+                return None
+            except IntegrityError:
+                with Session(self.engine) as s:
+                    row = s.get(IdempotencyRow, scope)
+                    if row is None:
+                        continue  # released meanwhile: claim again
+                    expires = (
+                        row.expires_at
+                        if row.expires_at.tzinfo
+                        else row.expires_at.replace(tzinfo=UTC)
+                    )
+                    if expires > now:
+                        return row
+                    s.delete(row)  # expired: the key may be used afresh
+                    s.commit()
+        raise StoreUnavailable("could not claim the idempotency key; retry")
+
+    def idem_release(self, *, scope: str) -> None:
+        """Forget an in-flight key whose request failed, so the caller can retry it."""
+        with Session(self.engine) as s:
+            row = s.get(IdempotencyRow, scope)
+            if row is not None and row.state == "in_flight":
+                s.delete(row)
+                s.commit()
+
+    def idem_purge(self) -> int:
+        """Delete expired keys; returns how many."""
+        with Session(self.engine) as s:
+            rows = s.exec(
+                select(IdempotencyRow).where(col(IdempotencyRow.expires_at) < utcnow())
+            ).all()
+            for r in rows:
+                s.delete(r)
+            s.commit()
+            return len(rows)
 
     def get(self, *, decision_id: str) -> DecisionRow | None:
         with Session(self.engine) as s:
