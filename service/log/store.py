@@ -8,11 +8,12 @@ import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Engine, event, func, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlmodel import Session, col, create_engine, select
 
 from service.errors import Conflict, StoreUnavailable
 from service.log.chain import GENESIS, record_hash
@@ -120,8 +121,19 @@ class Store:
         self._append_lock = threading.Lock()
 
     def create_all(self) -> None:
-        """Create missing tables and the chain head row."""
-        SQLModel.metadata.create_all(self.engine)
+        """Bring the schema to the latest migration and make sure the chain head exists."""
+        from alembic import command
+        from alembic.config import Config
+        from sqlalchemy import inspect
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
+        with self.engine.begin() as conn:
+            cfg.attributes["connection"] = conn
+            tables = set(inspect(conn).get_table_names())
+            if "decisions" in tables and "alembic_version" not in tables:
+                command.stamp(cfg, "0001")  # made before migrations existed: same schema
+            command.upgrade(cfg, "head")
         with Session(self.engine) as s:
             if s.get(ChainHead, 1) is None:
                 s.add(ChainHead(id=1, updated_at=utcnow()))
