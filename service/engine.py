@@ -13,6 +13,7 @@ from ulid import ULID
 
 from service.errors import Conflict, InvalidInput, NotFound, Overloaded, validation_details
 from service.kinds.base import Check, VerdictBase
+from service.kinds.injection import screen
 from service.kinds.registry import KINDS, AnyKind
 from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
@@ -300,6 +301,9 @@ class Engine:
                         )
         assert verdict is not None
         review = list(dict.fromkeys([*review, *k.review_reasons(case, verdict, params)]))
+        injection = screen(case.model_dump(mode="json"))
+        if injection:
+            review.append("possible prompt injection in customer text: " + "; ".join(injection))
         order_id, customer_id = k.subjects(case)
         return DecisionRow(
             id=new_decision_id(),
