@@ -11,7 +11,7 @@ from typing import Any, TypeVar
 import httpx
 import instructor
 import openai
-from instructor.core.exceptions import InstructorRetryException
+from instructor.core.exceptions import IncompleteOutputException, InstructorRetryException
 from instructor.core.hooks import Hooks
 from pydantic import BaseModel
 from tenacity import (
@@ -288,6 +288,10 @@ class LLMClient:
                 timeout=max(0.05, deadline - time.monotonic()),
             )
             return result
+        except IncompleteOutputException as exc:  # truncated (max tokens): invalid output
+            if attempts and attempts[-1].status == "ok":
+                attempts[-1].status, attempts[-1].error = "invalid_output", "output truncated"
+            raise InvalidOutput("the output was truncated") from exc
         except InstructorRetryException as exc:
             cause = _unwrap(exc)
             if cause is not exc:
