@@ -7,9 +7,8 @@ from typing import Annotated, Any, Literal
 import anyio
 from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse, StreamingResponse
-from pydantic import AwareDatetime
 
-from service.api.filters import ListFilters
+from service.api.filters import IsoTime, ListFilters
 from service.audit import export_lines, stats
 from service.auth import Caller
 from service.deps import EngineDep, require
@@ -61,8 +60,8 @@ async def export(
 async def get_stats(
     engine: EngineDep,
     _: AuditCaller,
-    since: AwareDatetime | None = None,
-    until: AwareDatetime | None = None,
+    since: IsoTime | None = None,
+    until: IsoTime | None = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
     """Per day: decisions by kind, source and outcome, fallback reasons, review rate, cost."""

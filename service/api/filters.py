@@ -7,12 +7,31 @@ from datetime import datetime
 from typing import Annotated, Any, Literal
 
 from fastapi import Query
-from pydantic import AwareDatetime, BaseModel
+from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 
 from service.errors import InvalidInput
 from service.log.chain import parse_utc, utc_iso
 from service.log.models import DecisionRow
 from service.log.store import DecisionFilter
+
+
+def _iso(value: Any) -> Any:
+    if isinstance(value, str):
+        try:
+            return parse_utc(value)
+        except ValueError:
+            raise ValueError(
+                "expected an ISO 8601 date or time, e.g. 2026-11-01T00:00:00Z"
+            ) from None
+    if not isinstance(value, datetime):
+        raise ValueError("expected an ISO 8601 date or time")
+    return value
+
+
+IsoTime = Annotated[
+    datetime, BeforeValidator(_iso), WithJsonSchema({"type": "string", "format": "date-time"})
+]
+"""A time given as ISO 8601 text (a bare number is refused); without a zone, UTC."""
 
 
 class ListFilters(BaseModel):
@@ -30,8 +49,8 @@ class ListFilters(BaseModel):
     model: Annotated[str | None, Query(max_length=128)] = None
     order_id: Annotated[str | None, Query(max_length=64)] = None
     customer_id: Annotated[str | None, Query(max_length=64)] = None
-    since: AwareDatetime | None = None
-    until: AwareDatetime | None = None
+    since: IsoTime | None = None
+    until: IsoTime | None = None
     q: Annotated[str | None, Query(max_length=200, description="text in the rationale")] = None
     include_shadow: bool = False
 
