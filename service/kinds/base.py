@@ -10,10 +10,12 @@ from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 from pydantic import (
     AfterValidator,
+    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    Strict,
     StringConstraints,
     WithJsonSchema,
 )
@@ -36,12 +38,18 @@ def cents(value: Decimal) -> Decimal:
 
 Money = Annotated[
     Decimal,
+    Strict(False),
     BeforeValidator(_reject_float),
     Field(ge=0, max_digits=14, decimal_places=2),
     AfterValidator(cents),
     WithJsonSchema({"type": "string", "pattern": r"^\d{1,12}(\.\d{1,2})?$"}),
 ]
 """A non-negative amount with at most two decimals; JSON numbers are refused."""
+
+Timestamp = Annotated[AwareDatetime, Strict(False)]
+"""An ISO 8601 time with a zone, from its JSON string."""
+Day = Annotated[date, Strict(False)]
+"""An ISO 8601 date, from its JSON string."""
 
 UntrustedText = Annotated[
     str,
@@ -56,7 +64,9 @@ ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,3}\d{1,3}[a-z]?$"
 class StrictModel(BaseModel):
     """Base for request models: unknown fields are errors."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    # strict: a JSON true is not a number, "3" is not a count; dates, times and money are
+    # still read from their JSON strings (Timestamp, Day, Money below).
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
 
 
 class VerdictBase(BaseModel):

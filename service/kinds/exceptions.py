@@ -17,11 +17,13 @@ from pydantic import (
 
 from service.kinds.base import (
     Check,
+    Day,
     DecisionKind,
     Guarded,
     Money,
     ParametersBase,
     StrictModel,
+    Timestamp,
     UntrustedText,
     VerdictBase,
 )
@@ -97,8 +99,8 @@ class Order(StrictModel):
     id: str = Field(min_length=1, max_length=64)
     channel: str = Field(max_length=32)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    placed_at: AwareDatetime
-    promised_by: date | None = None
+    placed_at: Timestamp
+    promised_by: Day | None = None
     payment_method: str = Field(max_length=32)
     payment_status: Literal[
         "authorized", "captured", "partially_captured", "failed", "pending", "refunded"
@@ -137,20 +139,20 @@ class PaymentFailedDetails(StrictModel):
     decline_code: str = Field(max_length=64)
     attempts: int = Field(ge=1, le=100, description="Payment attempts made so far.")
     amount: Money
-    last_attempt_at: AwareDatetime
-    auth_expires_at: AwareDatetime | None = None
+    last_attempt_at: Timestamp
+    auth_expires_at: Timestamp | None = None
 
 
 class UnshippedLine(StrictModel):
     sku: Sku
     quantity: Count
     ready_to_ship: bool
-    expected_ship_date: date | None = None
+    expected_ship_date: Day | None = None
 
 
 class PaymentAuthExpiringDetails(StrictModel):
-    expires_at: AwareDatetime
-    as_of: AwareDatetime
+    expires_at: Timestamp
+    as_of: Timestamp
     authorized_amount: Money
     unshipped: list[UnshippedLine] = Field(min_length=1, max_length=200)
     reauthorization_failed: bool = False
@@ -170,7 +172,7 @@ class Alternative(StrictModel):
 
 class InventoryShortfallDetails(StrictModel):
     short_lines: list[ShortLine] = Field(min_length=1, max_length=200)
-    restock_eta: date | None = None
+    restock_eta: Day | None = None
     alternatives: list[Alternative] = Field(default_factory=list, max_length=20)
 
 
@@ -189,16 +191,16 @@ class ProposedShipment(StrictModel):
     id: str = Field(min_length=1, max_length=32)
     location_id: str = Field(max_length=64)
     lines: list[ShipmentLine] = Field(min_length=1, max_length=200)
-    ship_date: date
+    ship_date: Day
     cost: Money
 
 
 class SplitShipmentDetails(StrictModel):
     proposed: list[ProposedShipment] = Field(min_length=2, max_length=20)
     extra_cost: Money
-    consolidate_date: date
-    consolidated_arrival: date
-    split_arrival: date
+    consolidate_date: Day
+    consolidated_arrival: Day
+    split_arrival: Day
 
 
 class _CaseBase(StrictModel):

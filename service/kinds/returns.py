@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     Field,
@@ -24,6 +23,7 @@ from service.kinds.base import (
     Money,
     ParametersBase,
     StrictModel,
+    Timestamp,
     UntrustedText,
     VerdictBase,
     cents,
@@ -60,8 +60,8 @@ class Order(StrictModel):
     id: str = Field(min_length=1, max_length=64)
     channel: str = Field(max_length=32)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
-    placed_at: AwareDatetime
-    delivered_at: AwareDatetime | None = None
+    placed_at: Timestamp
+    delivered_at: Timestamp | None = None
     payment_method: Literal[
         "card", "paypal", "gift_card", "store_credit", "bank_transfer", "cod", "wallet", "other"
     ]
@@ -88,7 +88,7 @@ class RequestItem(StrictModel):
 
 class ReturnRequest(StrictModel):
     id: str = Field(min_length=1, max_length=64)
-    requested_at: AwareDatetime
+    requested_at: Timestamp
     preferred_outcome: Literal["refund", "store_credit", "exchange"]
     items: list[RequestItem] = Field(min_length=1, max_length=200)
 
@@ -109,7 +109,7 @@ class InspectedItem(StrictModel):
 
 
 class Inspection(StrictModel):
-    inspected_at: AwareDatetime
+    inspected_at: Timestamp
     items: list[InspectedItem] = Field(max_length=200)
 
 
@@ -117,7 +117,7 @@ class PriorReturn(StrictModel):
     sku: Sku
     quantity: Count
     refunded_amount: Money
-    returned_at: AwareDatetime | None = None
+    returned_at: Timestamp | None = None
 
 
 class ReturnCase(StrictModel):

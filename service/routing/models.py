@@ -6,9 +6,9 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import AwareDatetime, BaseModel, BeforeValidator, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, model_validator
 
-from service.kinds.base import Money, ParametersBase, StrictModel, VerdictBase
+from service.kinds.base import Day, Money, ParametersBase, StrictModel, Timestamp, VerdictBase
 from service.kinds.common import Count, Sku, Tag
 
 
@@ -32,8 +32,8 @@ class OrderLine(StrictModel):
 
 class RoutingOrder(StrictModel):
     id: str = Field(min_length=1, max_length=64)
-    placed_at: AwareDatetime
-    promised_by: date
+    placed_at: Timestamp
+    promised_by: Day
     shipping_method: Literal["standard", "express", "next_day"]
     destination: Destination
     lines: list[OrderLine] = Field(min_length=1, max_length=100)

@@ -222,10 +222,11 @@ def plan(case: RoutingCase, p: RoutingParameters) -> PlanResult:
     units = units_of(case)
     active = [loc for loc in case.locations if loc.active]
     serving = {u.key: [loc for loc in active if can_serve(loc, u)] for u in units}
+    serving_ids = {k: {loc.id for loc in locs} for k, locs in serving.items()}
     plans: dict[str, Plan] = {}
     # single-location plans first: every carrier option of every location serving all units
     for loc in active:
-        if all(loc in serving[u.key] for u in units):
+        if all(loc.id in serving_ids[u.key] for u in units):
             lines = [ln for u in units for ln in u.lines]
             for leg in _legs_for(case, p, loc, lines, holidays):
                 pl = Plan(plan_id=_leg_key(leg), legs=[leg])
