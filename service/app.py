@@ -22,7 +22,7 @@ from service.kinds.registry import KINDS
 from service.limits import BodyLimits, RateLimiter
 from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
-from service.log.store import Store
+from service.log.store import NullStore, Store
 from service.settings import Settings, get_settings, redact_url
 from service.shadow import ShadowRunner
 from service.specs.registry import SpecRegistry
@@ -32,7 +32,9 @@ log = logging.getLogger("arbiter")
 
 def build_engine(settings: Settings, *, llm: LLMClient | None = None) -> Engine:
     """Store, registry, prompts and LLM client wired into an engine (no HTTP involved)."""
-    store = Store(url=settings.db_url())
+    store = (NullStore if settings.unsafe_null_log else Store)(url=settings.db_url())
+    if settings.unsafe_null_log:
+        log.warning("ARBITER_UNSAFE_NULL_LOG is set: decisions are NOT logged (benchmarks only)")
     store.create_all()
     registry = SpecRegistry(
         directory=settings.specs_dir,

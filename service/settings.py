@@ -54,6 +54,7 @@ class Settings(BaseSettings):
     rate_limit_per_minute: int = Field(default=1200, ge=0, description="per API key; 0 = off")
     idempotency_ttl_hours: int = Field(default=24, ge=24)
     database_url_file: Path | None = None
+    unsafe_null_log: bool = Field(default=False, description="benchmarks only: log nothing")
 
     spec_poll_s: float = Field(default=2.0, ge=0, description="0 turns hot reload off")
     prompt_token_budget: int = Field(default=6000, ge=500)

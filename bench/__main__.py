@@ -1,0 +1,338 @@
+"""`python -m bench`: what a decision costs, as ratios measured in one run (M1–M7).
+
+Starts the fake LLM and the service (real uvicorn, real SQLite database, one worker pinned
+to core 0 when `taskset` exists) and drives load from a separate process pinned to core 1.
+Every metric is the median of --runs runs (spread reported). Results go to
+bench/results/<date>.json and bench/results/<date>.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import shutil
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "bench" / "results"
+FIXTURE = ROOT / "tests" / "fixtures" / "contract" / "returns.request.json"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def pin(core: int) -> list[str]:
+    return ["taskset", "-c", str(core)] if shutil.which("taskset") and (os.cpu_count() or 1) > 1 \
+        else []
+
+
+def machine() -> dict[str, Any]:
+    cpu = platform.processor() or "unknown"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    with tempfile.NamedTemporaryFile(dir=ROOT) as f:
+        t0, n = time.perf_counter(), 0
+        while time.perf_counter() - t0 < 1.0:
+            f.write(b"x" * 512)
+            f.flush()
+            os.fsync(f.fileno())
+            n += 1
+    return {"cores": os.cpu_count(), "cpu": cpu, "python": platform.python_version(),
+            "fsync_per_s": round(n / (time.perf_counter() - t0)), "platform": platform.platform()}
+
+
+def wait_up(url: str) -> None:
+    for _ in range(300):
+        try:
+            httpx.get(url, timeout=0.5)
+            return
+        except httpx.HTTPError:
+            time.sleep(0.05)
+    raise RuntimeError(f"{url} did not come up")
+
+
+class Service:
+    """The Arbiter service in its own process."""
+
+    def __init__(self, workdir: Path, llm_url: str, *, null_log: bool = False):
+        self.port = free_port()
+        self.db = workdir / f"bench-{self.port}.db"
+        env = {k: v for k, v in os.environ.items() if not k.startswith("ARBITER_")}
+        env.update(ARBITER_DATABASE_URL=f"sqlite:///{self.db}", ARBITER_LLM_BASE_URL=llm_url,
+                   ARBITER_LLM_API_KEY="bench", ARBITER_SPEC_POLL_S="0",
+                   ARBITER_RATE_LIMIT_PER_MINUTE="0", ARBITER_LLM_MAX_CONCURRENCY="512",
+                   ARBITER_LLM_POOL_CONNECTIONS="512", PYTHONPATH=str(ROOT))
+        if null_log:
+            env["ARBITER_UNSAFE_NULL_LOG"] = "1"
+        from service.log.store import Store
+
+        store = Store(url=f"sqlite:///{self.db}")
+        store.create_all()
+        _, self.key = store.create_key(name="bench", scopes=["decide"])
+        store.close()
+        self.proc = subprocess.Popen(
+            [*pin(0), sys.executable, "-m", "uvicorn", "service.main:app", "--host",
+             "127.0.0.1", "--port", str(self.port), "--log-level", "warning",
+             "--no-access-log", "--backlog", "4096"], env=env, cwd=ROOT)
+        self.url = f"http://127.0.0.1:{self.port}"
+        wait_up(f"{self.url}/healthz")
+
+    def records(self) -> int:
+        from service.log.store import Store
+
+        store = Store(url=f"sqlite:///{self.db}")
+        n = store.count()
+        store.close()
+        return n
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+class FakeLLM:
+    def __init__(self, latency: float):
+        self.port = free_port()
+        self.proc = subprocess.Popen(
+            [*pin(1), sys.executable, "-m", "bench.fake_llm", "--port", str(self.port),
+             "--latency", str(latency)], cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+        self.url = f"http://127.0.0.1:{self.port}/v1"
+        wait_up(f"http://127.0.0.1:{self.port}/")
+
+    def stop(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=20)
+
+
+def load(url: str, *, clients: int, duration: float, body: Path | None = None,
+         key: str | None = None) -> dict[str, float]:
+    cmd = [*pin(1), sys.executable, "-m", "bench.load", "--url", url, "--clients", str(clients),
+           "--duration", str(duration), "--warmup", str(min(1.0, duration / 3))]
+    if body:
+        cmd += ["--body-file", str(body)]
+    if key:
+        cmd += ["--key", key]
+    out = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(ROOT)})
+    return dict(json.loads(out.stdout))
+
+
+def median_spread(values: list[float]) -> dict[str, float]:
+    return {"median": round(statistics.median(values), 4),
+            "min": round(min(values), 4), "max": round(max(values), 4)}
+
+
+def bodies(workdir: Path) -> dict[str, Path]:
+    case = json.loads(FIXTURE.read_text())
+    rules = json.loads(json.dumps(case))
+    rules["request"]["items"][0]["customer_comment"] = None  # precheck decides alone
+    chat = {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x" * 6000}]}
+    out = {}
+    for name, data in (("rules", rules), ("llm", case), ("chat", chat)):
+        p = workdir / f"{name}.json"
+        p.write_text(json.dumps(data))
+        out[name] = p
+    return out
+
+
+def eval_metrics() -> dict[str, Any]:
+    """M6 and M7 from the eval suites (rules mode, no network)."""
+    from service.evals.runner import RunConfig, run_suites
+    from service.evals.suite import load_suites
+    from service.kinds.registry import KINDS
+    from service.llm.prompts import PromptLibrary
+    from service.settings import Settings
+    from service.specs.lint import estimate_tokens
+    from service.specs.registry import SpecRegistry
+
+    settings = Settings(_env_file=None, database_url="sqlite://")  # type: ignore[call-arg]
+    m6: dict[str, Any] = {}
+    m7: dict[str, Any] = {}
+    suites = load_suites(settings.evals_dir, list(KINDS))
+    result = run_suites(settings=settings, config=RunConfig(mode="rules"), suites=suites)
+    with tempfile.TemporaryDirectory() as tmp:
+        from service.engine import Engine
+        from service.log.store import Store
+
+        store = Store(url=f"sqlite:///{tmp}/m7.db")
+        store.create_all()
+        registry = SpecRegistry(directory=settings.specs_dir, store=store,
+                                prompts_dir=settings.prompts_dir)
+        registry.load()
+        engine = Engine(settings=settings, store=store, registry=registry,
+                        prompts=PromptLibrary(settings.prompts_dir), llm=None)
+        prompts = PromptLibrary(settings.prompts_dir)
+        for kind in KINDS:
+            cases = [c for c in result.cases if c.kind == kind]
+            alone = [c for c in cases if c.got.get("source") == "rules" and c.status == "passed"]
+            m6[kind] = {"cases": len(cases), "decided_by_rules_alone_and_correct": len(alone),
+                        "share": round(len(alone) / len(cases), 3) if cases else None}
+            tokens, prefix = [], []
+            for s in (s for s in suites if s.kind == kind):
+                from service.evals.suite import build_case
+
+                for ec in s.cases:
+                    case = engine.parse_case(kind, build_case(s, ec))
+                    k = engine.kind(kind)
+                    spec = registry.active(kind, k.reference_date(case))
+                    if k.precheck(case, spec.params) is not None:
+                        continue  # no prompt: rules decided
+                    p = prompts.render(spec=spec, case=k.prompt_case(case, spec.params))
+                    tokens.append(estimate_tokens(p.system + p.user))
+                    prefix.append(len(p.system) / (len(p.system) + len(p.user)))
+            m7[kind] = {"prompts": len(tokens),
+                        "prompt_tokens_per_decision": round(statistics.fmean(tokens)) if tokens
+                        else 0,
+                        "stable_prefix_share": round(statistics.fmean(prefix), 3) if prefix
+                        else None}
+        store.close()
+    return {"M6": m6, "M7": m7}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--runs", type=int, default=3)
+    ap.add_argument("--duration", type=float, default=5.0, help="seconds measured per run")
+    ap.add_argument("--quick", action="store_true", help="one short run (a smoke test)")
+    ap.add_argument("--no-save", action="store_true")
+    a = ap.parse_args()
+    runs, dur = (1, 1.5) if a.quick else (a.runs, a.duration)
+    started = time.monotonic()
+    info = machine()
+    print(f"machine: {info['cores']} cores, {info['cpu']}, fsync {info['fsync_per_s']}/s",
+          flush=True)
+    out: dict[str, Any] = {"date": datetime.now(UTC).isoformat(timespec="seconds"),
+                           "machine": info, "runs": runs, "duration_s": dur, "metrics": {}}
+    m = out["metrics"]
+    with tempfile.TemporaryDirectory(prefix="arbiter-bench-", dir=ROOT) as tmp:
+        work = Path(tmp)
+        b = bodies(work)
+        fake = FakeLLM(0.2)
+        svc = Service(work, fake.url)
+        null = Service(work, fake.url, null_log=True)
+        try:
+            print("M1 rules path vs trivial endpoint ...", flush=True)
+            r1, t1 = [], []
+            for _ in range(runs):
+                t1.append(load(f"{svc.url}/healthz", clients=32, duration=dur)["rps"])
+                r1.append(load(f"{svc.url}/v1/decisions/returns", clients=32, duration=dur,
+                               body=b["rules"], key=svc.key)["rps"])
+            m["M1"] = {"rules_rps": median_spread(r1), "trivial_rps": median_spread(t1),
+                       "ratio": median_spread([r / t for r, t in zip(r1, t1, strict=True)]),
+                       "target": ">= 0.5"}
+            print("M2/M3 LLM path vs the fake LLM directly ...", flush=True)
+            r2, d2, add50, add99 = [], [], [], []
+            for _ in range(runs):
+                direct = load(f"{fake.url}/chat/completions", clients=100, duration=dur,
+                              body=b["chat"])
+                via = load(f"{svc.url}/v1/decisions/returns", clients=100, duration=dur,
+                           body=b["llm"], key=svc.key)
+                r2.append(via["rps"])
+                d2.append(direct["rps"])
+                d50 = load(f"{fake.url}/chat/completions", clients=50, duration=dur,
+                           body=b["chat"])
+                v50 = load(f"{svc.url}/v1/decisions/returns", clients=50, duration=dur,
+                           body=b["llm"], key=svc.key)
+                add50.append(v50["p50_ms"] - d50["p50_ms"])
+                add99.append(v50["p99_ms"] - d50["p99_ms"])
+            m["M2"] = {"llm_path_rps": median_spread(r2), "direct_rps": median_spread(d2),
+                       "ratio": median_spread([r / d for r, d in zip(r2, d2, strict=True)]),
+                       "target": ">= 0.9"}
+            m["M3"] = {"p50_added_ms": median_spread(add50), "p99_added_ms": median_spread(add99),
+                       "target": "p50 <= 5 ms, p99 <= 50 ms"}
+            print("M4 durable hash-chained log vs a null store ...", flush=True)
+            before = svc.records()
+            logged, nulled, sent = [], [], 0
+            for _ in range(runs):
+                res = load(f"{svc.url}/v1/decisions/returns", clients=32, duration=dur,
+                           body=b["rules"], key=svc.key)
+                logged.append(res["rps"])
+                nulled.append(load(f"{null.url}/v1/decisions/returns", clients=32,
+                                   duration=dur, body=b["rules"], key=null.key)["rps"])
+            after = svc.records()
+            m["M4"] = {"with_log_rps": median_spread(logged), "null_store_rps":
+                       median_spread(nulled),
+                       "cost": median_spread([1 - w / n for w, n in
+                                              zip(logged, nulled, strict=True)]),
+                       "records_written": after - before, "target": "<= 0.15, 0 lost"}
+            sent = after - before
+            del sent
+        finally:
+            for proc in (svc, null, fake):
+                proc.stop()
+    print("M5 routing planner ...", flush=True)
+    from bench import planner
+
+    m["M5"] = planner.run(repeats=10 if a.quick else 50)
+    print("M6/M7 from the eval suites ...", flush=True)
+    m.update(eval_metrics())
+    out["elapsed_s"] = round(time.monotonic() - started, 1)
+    md = render(out)
+    print(md)
+    if not a.no_save:
+        RESULTS.mkdir(parents=True, exist_ok=True)
+        stem = datetime.now(UTC).strftime("%Y-%m-%d")
+        (RESULTS / f"{stem}.json").write_text(json.dumps(out, indent=1))
+        (RESULTS / f"{stem}.md").write_text(md)
+        print(f"saved bench/results/{stem}.json and .md")
+
+
+def render(out: dict[str, Any]) -> str:
+    m, mc = out["metrics"], out["machine"]
+
+    def ms(d: dict[str, float]) -> str:
+        return f"{d['median']:.3f} ({d['min']:.3f}–{d['max']:.3f})"
+
+    rows = [
+        ("M1", "rules-path rps ÷ trivial endpoint rps", ms(m["M1"]["ratio"]), "≥ 0.5",
+         f"{m['M1']['rules_rps']['median']:.0f} vs {m['M1']['trivial_rps']['median']:.0f} rps"),
+        ("M2", "LLM-path rps ÷ fake LLM direct rps (200 ms, 100 clients)", ms(m["M2"]["ratio"]),
+         "≥ 0.9", f"{m['M2']['llm_path_rps']['median']:.0f} vs "
+                  f"{m['M2']['direct_rps']['median']:.0f} rps"),
+        ("M3", "p50 / p99 latency added at 50 clients (ms)",
+         f"{m['M3']['p50_added_ms']['median']:.1f} / {m['M3']['p99_added_ms']['median']:.1f}",
+         "≤ 5 / ≤ 50", f"p50 spread {ms(m['M3']['p50_added_ms'])}"),
+        ("M4", "cost of the durable hash-chained log", ms(m["M4"]["cost"]), "≤ 0.15",
+         f"{m['M4']['with_log_rps']['median']:.0f} vs {m['M4']['null_store_rps']['median']:.0f}"
+         f" rps; {m['M4']['records_written']} records written"),
+        ("M5", "routing planner, 50 locations × 20 lines (ms)",
+         f"{m['M5']['median_ms']:.1f} (p95 {m['M5']['p95_ms']:.1f})", "≤ 20", ""),
+    ]
+    lines = [f"# Arbiter benchmark {out['date']}", "",
+             f"Machine: {mc['cores']} cores, {mc['cpu']}, Python {mc['python']}, "
+             f"fsync {mc['fsync_per_s']}/s. Median of {out['runs']} run(s) of "
+             f"{out['duration_s']} s (min–max in brackets). Took {out['elapsed_s']} s.", "",
+             "| id | metric | measured | target | detail |", "| --- | --- | --- | --- | --- |"]
+    lines += [f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows]
+    lines += ["", "| kind | M6: decided by rules alone and correct | M7: prompt tokens per LLM "
+              "decision | M7: stable prefix share |", "| --- | --- | --- | --- |"]
+    for kind, v in m["M6"].items():
+        p = m["M7"][kind]
+        lines.append(f"| {kind} | {v['decided_by_rules_alone_and_correct']}/{v['cases']} "
+                     f"({v['share']:.0%}) | {p['prompt_tokens_per_decision']} | "
+                     f"{p['stable_prefix_share']} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    main()
