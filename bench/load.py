@@ -11,8 +11,14 @@ import time
 import httpx
 
 
-async def run(url: str, body: bytes | None, headers: dict[str, str], clients: int,
-              duration: float, warmup: float) -> dict[str, float]:
+async def run(
+    url: str,
+    body: bytes | None,
+    headers: dict[str, str],
+    clients: int,
+    duration: float,
+    warmup: float,
+) -> dict[str, float]:
     latencies: list[float] = []
     errors = 0
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
@@ -42,11 +48,17 @@ async def run(url: str, body: bytes | None, headers: dict[str, str], clients: in
     latencies.sort()
 
     def pct(q: float) -> float:
-        return latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 \
-            if latencies else 0.0
+        return (
+            latencies[min(len(latencies) - 1, int(q * len(latencies)))] * 1000 if latencies else 0.0
+        )
 
-    return {"rps": len(latencies) / duration, "p50_ms": pct(0.5), "p99_ms": pct(0.99),
-            "ok": len(latencies), "errors": errors}
+    return {
+        "rps": len(latencies) / duration,
+        "p50_ms": pct(0.5),
+        "p99_ms": pct(0.99),
+        "ok": len(latencies),
+        "errors": errors,
+    }
 
 
 if __name__ == "__main__":

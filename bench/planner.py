@@ -94,4 +94,4 @@ def run(repeats: int = 50) -> dict[str, Any]:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--repeats", type=int, default=50)
-    print(json.dumps(run(ap.parse_args().repeats), indent=2))  # noqa: T201
+    print(json.dumps(run(ap.parse_args().repeats), indent=2))

@@ -15,8 +15,13 @@ def test_planner_bench_runs() -> None:
 
 
 def test_full_bench_quick_run_prints_every_metric() -> None:
-    out = subprocess.run([sys.executable, "-m", "bench", "--quick", "--no-save"],
-                         cwd=PROJECT_ROOT, capture_output=True, text=True, timeout=300)
+    out = subprocess.run(
+        [sys.executable, "-m", "bench", "--quick", "--no-save"],
+        cwd=PROJECT_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert out.returncode == 0, out.stderr[-2000:]
     for metric in ("| M1 |", "| M2 |", "| M3 |", "| M4 |", "| M5 |", "M6", "M7"):
         assert metric in out.stdout

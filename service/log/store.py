@@ -580,8 +580,9 @@ class NullStore(Store):
     """Benchmarks only (ARBITER_UNSAFE_NULL_LOG=1): decisions are hashed but not written,
     to measure what the durable log costs. Never use it to serve: decisions would be lost."""
 
-    def append(self, *, row: DecisionRow, idempotency: tuple[str, str] | None = None
-               ) -> DecisionRow:
+    def append(
+        self, *, row: DecisionRow, idempotency: tuple[str, str] | None = None
+    ) -> DecisionRow:
         del idempotency  # nothing is stored, so no key is completed
         row.prev_hash = GENESIS
         row.hash = record_hash(row)
