@@ -49,6 +49,7 @@ def serve(
 
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)
     store = Store(url=settings.db_url())
     store.create_all()
     if store.key_count() == 0:
