@@ -11,9 +11,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, event, func, text
+from sqlalchemy import Engine, Table, event, func, insert, text, update
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, col, create_engine, select
+from sqlmodel import Session, SQLModel, col, create_engine, select
 
 from service.errors import Conflict, StoreUnavailable
 from service.log.chain import GENESIS, record_hash
@@ -25,6 +25,12 @@ from service.log.models import (
     SpecVersionRow,
     UiSession,
     utcnow,
+)
+
+TABLES: tuple[Table, Table, Table] = (
+    SQLModel.metadata.tables["decisions"],
+    SQLModel.metadata.tables["chain_head"],
+    SQLModel.metadata.tables["idempotency_keys"],
 )
 
 
@@ -157,39 +163,44 @@ class Store:
     ) -> DecisionRow:
         """Link the row to the chain and write it with the new head, in one transaction;
         with `idempotency=(scope, response)` the key is completed in that transaction too."""
+        decisions, heads, keys = TABLES
         try:
-            with self._append_lock, Session(self.engine, expire_on_commit=False) as s:
+            # Core statements, not the ORM unit of work: this is the hot path of every decision.
+            with self._append_lock, self.engine.begin() as conn:
                 # The UPDATE first takes the write lock (SQLite) or the row lock (PostgreSQL),
                 # so concurrent appenders, in this process or another, queue here.
-                s.execute(text("UPDATE chain_head SET count = count WHERE id = 1"))
-                head = s.get(ChainHead, 1)
+                conn.execute(text("UPDATE chain_head SET count = count WHERE id = 1"))
+                head = conn.execute(
+                    select(heads.c.hash, heads.c.count).where(heads.c.id == 1)
+                ).first()
                 if head is None:
                     raise StoreUnavailable("the chain head is missing; run create_all")
+                head_hash, head_count = head
                 if (
                     row.supersedes is not None
-                    and s.exec(
-                        select(DecisionRow.id).where(DecisionRow.supersedes == row.supersedes)
+                    and conn.execute(
+                        select(decisions.c.id).where(decisions.c.supersedes == row.supersedes)
                     ).first()
                 ):
                     raise Conflict(
                         f"{row.supersedes} has already been reviewed",
                         details={"decision_id": row.supersedes},
                     )
-                row.prev_hash = head.hash
+                row.prev_hash = head_hash
                 row.hash = record_hash(row)
-                s.add(row)
-                s.flush()
-                assert row.seq is not None
-                head.seq, head.hash, head.count = row.seq, row.hash, head.count + 1
-                head.updated_at = utcnow()
-                s.add(head)
+                result = conn.execute(insert(decisions).values(row.model_dump(exclude={"seq"})))
+                row.seq = int(result.inserted_primary_key[0])  # type: ignore[index]
+                conn.execute(
+                    update(heads)
+                    .where(heads.c.id == 1)
+                    .values(seq=row.seq, hash=row.hash, count=head_count + 1, updated_at=utcnow())
+                )
                 if idempotency is not None:
-                    idem = s.get(IdempotencyRow, idempotency[0])
-                    if idem is not None:
-                        idem.state, idem.response = "done", idempotency[1]
-                        idem.decision_id = row.id
-                        s.add(idem)
-                s.commit()
+                    conn.execute(
+                        update(keys)
+                        .where(keys.c.scope == idempotency[0])
+                        .values(state="done", response=idempotency[1], decision_id=row.id)
+                    )
                 return row
         except SQLAlchemyError as exc:
             raise StoreUnavailable(
