@@ -547,10 +547,12 @@ Profiles (cProfile, in-process, same machine) of one decision:
   0.5–0.7 ms for the trivial endpoint. The fsync'd commit is about 1 ms (the machine does
   ~3,100 fsync/s); most of the rest is building and flushing the wide decision row through
   the SQLModel/SQLAlchemy ORM, pydantic dumps of case and verdict, and the canonical-JSON
-  hash. The durable log therefore costs more than 15 %: the null store skips the ORM insert
-  and the commit, not only the fsync. Next steps, in order of expected gain: a Core
-  `insert()` of a prepared dict instead of the ORM unit of work, group commit (several
-  decisions per transaction and fsync, answering each after its commit), and `uvicorn
+  hash. The durable log therefore costs more than 15 %: the null store skips the insert
+  and the commit, not only the fsync. Tried: Core `insert()`/`update()` instead of the ORM
+  unit of work — 5.0 → 3.7–4.7 ms per decision in-process, but no gain over HTTP (108 vs
+  117 rps): with 32 concurrent clients the appends are serialised (one chain, one lock held
+  across the fsync'd commit, plus thread hops), so the next step is group commit (several
+  decisions per transaction and fsync, each answered after its commit), then `uvicorn
   --workers` on more cores. We kept `synchronous=FULL`: relaxing durability to win this
   metric would break the rule that an answered decision is never lost.
 - **LLM path (M2, M3)**: about 25 ms of CPU per decision, of which ~60 % is instructor's
