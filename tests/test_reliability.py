@@ -26,13 +26,24 @@ def count(api: Any) -> int:
         return int(s.exec(select(func.count()).select_from(DecisionRow)).one())
 
 
+class FakeClock:
+    """A monotonic clock the test moves by hand, so breaker timing never depends on load."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 @pytest.fixture
 async def faulty(api_factory: Any) -> Any:
-    """An LLM app whose breaker opens after 3 failures and cools down in 0.3 s."""
+    """An LLM app whose breaker opens after 3 failures and cools down in 30 s of its clock."""
     with respx.mock(base_url=LLM_BASE, assert_all_mocked=True) as mock:
         api, cm = await api_factory(
-            llm=True, breaker_threshold=3, breaker_cooldown_s=0.3, llm_max_attempts=1
+            llm=True, breaker_threshold=3, breaker_cooldown_s=30, llm_max_attempts=1
         )
+        api.engine.llm.breakers.clock = FakeClock()
         yield api, mock
         await api.client.aclose()
         await cm.__aexit__(None, None, None)
@@ -69,7 +80,7 @@ async def test_error_storm_breaker_transitions(faulty: Any, status: int) -> None
     assert (await api.decide("returns", contract("returns.request"))).json()[
         "fallback_reason"
     ] == "circuit_open"
-    await asyncio.sleep(0.35)  # cool-down passes: half-open
+    breakers.clock.now += 31  # cool-down passes: half-open
     assert breakers.state("gpt-4o-mini") == "half_open"
     route.mock(return_value=reply(GOOD))
     probe = (await api.decide("returns", contract("returns.request"))).json()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 
@@ -19,10 +20,18 @@ class Breakers:
     """closed → open after `threshold` failures within `window_s`; after `cooldown_s` one
     probe is let through (half-open); its success closes the breaker, its failure re-opens it."""
 
-    def __init__(self, *, threshold: int, window_s: float, cooldown_s: float):
+    def __init__(
+        self,
+        *,
+        threshold: int,
+        window_s: float,
+        cooldown_s: float,
+        clock: Callable[[], float] = time.monotonic,
+    ):
         self.threshold = threshold
         self.window_s = window_s
         self.cooldown_s = cooldown_s
+        self.clock = clock
         self._states: dict[str, _State] = {}
         self._lock = threading.Lock()
 
@@ -31,7 +40,7 @@ class Breakers:
             s = self._states.get(model)
             if s is None or s.opened_at is None:
                 return "closed"
-            if time.monotonic() - s.opened_at >= self.cooldown_s:
+            if self.clock() - s.opened_at >= self.cooldown_s:
                 return "half_open"
             return "open"
 
@@ -41,7 +50,7 @@ class Breakers:
             s = self._states.setdefault(model, _State())
             if s.opened_at is None:
                 return True
-            if time.monotonic() - s.opened_at < self.cooldown_s or s.probing:
+            if self.clock() - s.opened_at < self.cooldown_s or s.probing:
                 return False
             s.probing = True
             return True
@@ -53,7 +62,7 @@ class Breakers:
     def failure(self, model: str) -> None:
         with self._lock:
             s = self._states.setdefault(model, _State())
-            now = time.monotonic()
+            now = self.clock()
             if s.probing or s.opened_at is not None:
                 s.opened_at, s.probing = now, False
                 return
