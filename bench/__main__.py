@@ -98,12 +98,11 @@ class Service:
         )
         if null_log:
             env["ARBITER_UNSAFE_NULL_LOG"] = "1"
-        from service.log.store import Store
+        from service.log.stores import open_stores
 
-        store = Store(url=f"sqlite:///{self.db}")
-        store.create_all()
-        _, self.key = store.create_key(name="bench", scopes=["decide"])
-        store.close()
+        stores = open_stores(f"sqlite:///{self.db}")
+        _, self.key = stores.keys.create(name="bench", scopes=["decide"])
+        stores.close()
         self.proc = subprocess.Popen(
             [
                 *pin(0),
@@ -128,11 +127,11 @@ class Service:
         wait_up(f"{self.url}/healthz")
 
     def records(self) -> int:
-        from service.log.store import Store
+        from service.log.stores import open_stores
 
-        store = Store(url=f"sqlite:///{self.db}")
-        n = store.count()
-        store.close()
+        stores = open_stores(f"sqlite:///{self.db}", migrate=False)
+        n = stores.log.count()
+        stores.close()
         return n
 
     def stop(self) -> None:
@@ -274,7 +273,6 @@ def eval_metrics() -> dict[str, Any]:
     from service.llm.prompts import PromptLibrary
     from service.settings import Settings
     from service.specs.lint import estimate_tokens
-    from service.specs.registry import SpecRegistry
 
     settings = Settings(_env_file=None, database_url="sqlite://")  # type: ignore[call-arg]
     m6: dict[str, Any] = {}
@@ -282,22 +280,11 @@ def eval_metrics() -> dict[str, Any]:
     suites = load_suites(settings.evals_dir, list(KINDS))
     result = run_suites(settings=settings, config=RunConfig(mode="rules"), suites=suites)
     with tempfile.TemporaryDirectory() as tmp:
-        from service.engine import Engine
-        from service.log.store import Store
+        from service.services import build_services
 
-        store = Store(url=f"sqlite:///{tmp}/m7.db")
-        store.create_all()
-        registry = SpecRegistry(
-            directory=settings.specs_dir, store=store, prompts_dir=settings.prompts_dir
-        )
-        registry.load()
-        engine = Engine(
-            settings=settings,
-            store=store,
-            registry=registry,
-            prompts=PromptLibrary(settings.prompts_dir),
-            llm=None,
-        )
+        services = build_services(settings, url=f"sqlite:///{tmp}/m7.db", use_llm=False)
+        engine = services.require_engine()
+        registry = engine.registry
         prompts = PromptLibrary(settings.prompts_dir)
         for kind in KINDS:
             cases = [c for c in result.cases if c.kind == kind]
@@ -325,7 +312,7 @@ def eval_metrics() -> dict[str, Any]:
                 "prompt_tokens_per_decision": round(statistics.fmean(tokens)) if tokens else 0,
                 "stable_prefix_share": round(statistics.fmean(prefix), 3) if prefix else None,
             }
-        store.close()
+        services.stores.close()
     return {"M6": m6, "M7": m7}
 
 

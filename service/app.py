@@ -16,42 +16,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
 from service.api import audit, decisions, health, reviews, specs, ui
-from service.engine import Engine
 from service.errors import ArbiterError, validation_details
 from service.kinds.registry import KINDS
 from service.limits import BodyLimits, RateLimiter
 from service.llm.client import LLMClient
-from service.llm.prompts import PromptLibrary
-from service.log.store import NullStore, Store
+from service.services import build_services, start_shadow
 from service.settings import Settings, get_settings, redact_url
-from service.shadow import ShadowRunner
-from service.specs.registry import SpecRegistry
 
 log = logging.getLogger("arbiter")
-
-
-def build_engine(settings: Settings, *, llm: LLMClient | None = None) -> Engine:
-    """Store, registry, prompts and LLM client wired into an engine (no HTTP involved)."""
-    store = (NullStore if settings.unsafe_null_log else Store)(url=settings.db_url())
-    if settings.unsafe_null_log:
-        log.warning("ARBITER_UNSAFE_NULL_LOG is set: decisions are NOT logged (benchmarks only)")
-    store.create_all()
-    registry = SpecRegistry(
-        directory=settings.specs_dir,
-        store=store,
-        prompts_dir=settings.prompts_dir,
-        token_budget=settings.prompt_token_budget,
-    )
-    registry.load()
-    if llm is None and settings.llm_enabled:
-        llm = LLMClient(settings=settings)
-    return Engine(
-        settings=settings,
-        store=store,
-        registry=registry,
-        prompts=PromptLibrary(settings.prompts_dir),
-        llm=llm,
-    )
 
 
 def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None) -> FastAPI:
@@ -60,16 +32,12 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        engine = await anyio.to_thread.run_sync(lambda: build_engine(settings, llm=llm))
+        services = await anyio.to_thread.run_sync(lambda: build_services(settings, llm=llm))
+        engine = services.require_engine()
         app.state.settings = settings
+        app.state.services = services
         app.state.engine = engine
-        app.state.store = engine.store
-        engine.shadow = ShadowRunner(
-            engine=engine,
-            queue_size=settings.shadow_queue_size,
-            concurrency=settings.shadow_concurrency,
-        )
-        engine.shadow.start()
+        start_shadow(services)
         watcher = (
             asyncio.create_task(engine.registry.watch(settings.spec_poll_s))
             if settings.spec_poll_s > 0
@@ -82,10 +50,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
         finally:
             if watcher is not None:
                 watcher.cancel()
-            await engine.shadow.stop()
-            if engine.llm is not None:
-                await engine.llm.aclose()
-            engine.store.close()
+            await services.aclose()
 
     app = FastAPI(
         title="Arbiter",

@@ -5,19 +5,21 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime, timedelta
 from decimal import Decimal
 from typing import Any
 
 from pydantic import ValidationError
 
-from service.engine import DecisionResponse, Engine, new_decision_id
+from service.engine import DecisionResponse, new_decision_id
 from service.errors import Conflict, InvalidInput, NotFound, validation_details
+from service.kinds.registry import AnyKind
 from service.log.chain import utc_iso
+from service.log.decisions import DecisionFilter, DecisionLog
 from service.log.masking import mask_record
 from service.log.models import DecisionRow, utcnow
-from service.log.store import DecisionFilter
+from service.specs.registry import SpecRegistry
 
 
 def record_dict(row: DecisionRow) -> dict[str, Any]:
@@ -27,9 +29,9 @@ def record_dict(row: DecisionRow) -> dict[str, Any]:
     return data
 
 
-def _clauses(engine: Engine, row: DecisionRow) -> list[dict[str, str]]:
+def _clauses(registry: SpecRegistry, row: DecisionRow) -> list[dict[str, str]]:
     try:
-        spec = engine.registry.by_sha(row.kind, row.spec_sha256)
+        spec = registry.by_sha(row.kind, row.spec_sha256)
     except Exception:  # a version that can no longer be read is shown without its text
         return [
             {"id": c, "title": "", "text": "(spec text unavailable)"} for c in row.cited_clauses
@@ -44,9 +46,11 @@ def _clauses(engine: Engine, row: DecisionRow) -> list[dict[str, str]]:
     ]
 
 
-def decision_detail(engine: Engine, row: DecisionRow, *, pii: bool) -> dict[str, Any]:
+def decision_detail(
+    log: DecisionLog, registry: SpecRegistry, row: DecisionRow, *, pii: bool
+) -> dict[str, Any]:
     """The full record as auditors read it: why, with the policy text used, and links."""
-    shadows, sups = engine.store.related(decision_id=row.id)
+    shadows, sups = log.related(decision_id=row.id)
     data: dict[str, Any] = {
         **DecisionResponse.from_row(row).model_dump(mode="json"),
         "case": row.case,
@@ -63,7 +67,7 @@ def decision_detail(engine: Engine, row: DecisionRow, *, pii: bool) -> dict[str,
         "order_id": row.order_id,
         "customer_id": row.customer_id,
         "chain": {"seq": row.seq, "prev_hash": row.prev_hash, "hash": row.hash},
-        "clauses": _clauses(engine, row),
+        "clauses": _clauses(registry, row),
         "shadows": [
             {
                 "decision_id": s.id,
@@ -92,10 +96,12 @@ def decision_detail(engine: Engine, row: DecisionRow, *, pii: bool) -> dict[str,
     return masked
 
 
-def export_lines(engine: Engine, filters: DecisionFilter, fmt: str, *, pii: bool) -> Iterator[str]:
+def export_lines(
+    log: DecisionLog, filters: DecisionFilter, fmt: str, *, pii: bool
+) -> Iterator[str]:
     """JSON lines or CSV rows, one record at a time."""
     if fmt == "jsonl":
-        for row in engine.store.stream(filters=filters):
+        for row in log.stream(filters=filters):
             rec = record_dict(row)
             if not pii:
                 rec, paths = mask_record(rec)
@@ -131,7 +137,7 @@ def export_lines(engine: Engine, filters: DecisionFilter, fmt: str, *, pii: bool
     buf = io.StringIO()
     writer = csv.writer(buf)
     writer.writerow(cols)
-    for row in engine.store.stream(filters=filters):
+    for row in log.stream(filters=filters):
         writer.writerow(
             [
                 row.seq,
@@ -166,7 +172,7 @@ def export_lines(engine: Engine, filters: DecisionFilter, fmt: str, *, pii: bool
 
 
 def stats(
-    engine: Engine, *, since: datetime | None, until: datetime | None, kind: str | None
+    log: DecisionLog, *, since: datetime | None, until: datetime | None, kind: str | None
 ) -> dict[str, Any]:
     """Decisions per day by kind, source and outcome; fallback reasons; review and cost."""
     since = since or (utcnow() - timedelta(days=30))
@@ -174,7 +180,7 @@ def stats(
     fallback: dict[str, int] = {}
     total = review = 0
     reviews = agree = 0
-    for row in engine.store.stream(filters=DecisionFilter(kind=kind, since=since, until=until)):
+    for row in log.stream(filters=DecisionFilter(kind=kind, since=since, until=until)):
         day = utc_iso(row.created_at)[:10]
         d = per_day.setdefault(
             day,
@@ -187,7 +193,7 @@ def stats(
             },
         )
         if row.source == "review":
-            original = engine.store.get(decision_id=row.supersedes or "")
+            original = log.get(decision_id=row.supersedes or "")
             reviews += 1
             agree += bool(original and original.outcome == row.outcome)
             continue
@@ -219,12 +225,18 @@ def stats(
 
 
 async def submit_review(
-    engine: Engine, *, decision_id: str, verdict: dict[str, Any] | None, note: str, reviewer: str
+    log: DecisionLog,
+    kinds: Mapping[str, AnyKind],
+    *,
+    decision_id: str,
+    verdict: dict[str, Any] | None,
+    note: str,
+    reviewer: str,
 ) -> DecisionRow:
     """A new record that supersedes the original; never an edit. 409 if already reviewed."""
     import anyio
 
-    original = await anyio.to_thread.run_sync(lambda: engine.store.get(decision_id=decision_id))
+    original = await anyio.to_thread.run_sync(lambda: log.get(decision_id=decision_id))
     if original is None:
         raise NotFound(f"no decision {decision_id}")
     if original.shadow_of is not None or original.source == "review":
@@ -232,7 +244,9 @@ async def submit_review(
             f"{decision_id} is a {'shadow' if original.shadow_of else 'review'} "
             "record; review the live decision instead"
         )
-    k = engine.kind(original.kind)
+    k = kinds.get(original.kind)
+    if k is None:
+        raise NotFound(f"unknown decision kind {original.kind!r}")
     data = dict(verdict if verdict is not None else original.verdict)
     for computed in k.Verdict.model_computed_fields:  # e.g. total_refund: derived, not input
         data.pop(computed, None)
@@ -280,4 +294,4 @@ async def submit_review(
         prev_hash="",
         hash="",
     )
-    return await anyio.to_thread.run_sync(lambda: engine.store.append(row=row))
+    return await anyio.to_thread.run_sync(lambda: log.append(row=row))

@@ -45,19 +45,18 @@ def serve(
     """Start the HTTP service; on first start, create and print an admin key."""
     import uvicorn
 
-    from service.log.store import Store
+    from service.services import build_services
 
     settings = get_settings()
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    store = Store(url=settings.db_url())
-    store.create_all()
-    if store.key_count() == 0:
-        row, secret = store.create_key(name="first admin", scopes=["admin"])
+    stores = build_services(settings, engine=False).stores
+    if stores.keys.count() == 0:
+        row, secret = stores.keys.create(name="first admin", scopes=["admin"])
         out.print("[bold]First start: created an admin API key. It is shown only once:[/bold]")
         out.print(f"  {secret}    (id {row.id}, scopes: admin)")
         out.print("Create narrower keys with: arbiter keys create --scopes decide")
-    store.close()
+    stores.close()
     mode = "enabled" if settings.llm_enabled else "disabled (rules only)"
     out.print(f"database: {redact_url(settings.db_url())}   LLM: {mode}")
     uvicorn.run(
@@ -75,7 +74,7 @@ def decide(
     file: Annotated[Path, typer.Argument(help="A JSON case file, or - for stdin.")],
 ) -> None:
     """Decide one case from a JSON file and print the envelope (logged like any decision)."""
-    from service.app import build_engine
+    from service.services import build_services
 
     try:
         raw = sys.stdin.read() if str(file) == "-" else file.read_text(encoding="utf-8")
@@ -85,15 +84,14 @@ def decide(
     settings = get_settings()
 
     async def run() -> str:
-        engine = build_engine(settings)
+        services = build_services(settings)
         try:
+            engine = services.require_engine()
             case = engine.parse_case(kind, data)
             result = await engine.decide(kind=kind, case=case, caller="cli")
             return result.model_dump_json(indent=2)
         finally:
-            if engine.llm is not None:
-                await engine.llm.aclose()
-            engine.store.close()
+            await services.aclose()
 
     try:
         print(asyncio.run(run()))
@@ -108,12 +106,13 @@ def log_verify(
     to_seq: Annotated[int | None, typer.Option(help="Last seq to check")] = None,
 ) -> None:
     """Walk the hash chain; exit 1 and name the first bad record if it is broken."""
-    from service.log.store import Store
+    from service.services import build_services
 
-    store = Store(url=get_settings().db_url())
-    store.create_all()
-    report = store.verify(from_seq=from_seq, to_seq=to_seq)
-    store.close()
+    stores = build_services(get_settings(), engine=False, migrate=False).stores
+    try:
+        report = stores.log.verify(from_seq=from_seq, to_seq=to_seq)
+    finally:
+        stores.close()
     if report.ok:
         out.print(f"[green]chain OK[/green]: {report.checked} records verified; head matches.")
         return
@@ -137,7 +136,8 @@ def log_export(
     """Stream the log as JSON lines or CSV, oldest first, in constant memory."""
     from service.api.filters import parse_time
     from service.audit import export_lines
-    from service.log.store import DecisionFilter
+    from service.log.decisions import DecisionFilter
+    from service.services import build_services
 
     if format not in ("jsonl", "csv"):
         _fail("--format must be jsonl or csv", 2)
@@ -147,19 +147,17 @@ def log_export(
         )
     except ArbiterError as exc:
         _fail(exc.message, 2)
-    from service.app import build_engine
-
-    engine = build_engine(get_settings())
+    stores = build_services(get_settings(), engine=False, migrate=False).stores
     n = 0
     sink = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
     try:
-        for chunk in export_lines(engine, flt, format, pii=pii):
+        for chunk in export_lines(stores.log, flt, format, pii=pii):
             sink.write(chunk)
             n += 1
     finally:
         if out_file:
             sink.close()
-        engine.store.close()
+        stores.close()
     err.print(f"exported {n - (format == 'csv')} record(s)")
 
 
@@ -169,35 +167,25 @@ def keys_create(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")] = "unnamed",
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
-    from service.log.store import Store
+    from service.services import build_services
 
     wanted = [s.strip() for s in scopes.split(",") if s.strip()]
     unknown = sorted(set(wanted) - SCOPES)
     if not wanted or unknown:
         _fail(f"unknown scopes {unknown or '(none given)'}; choose from {sorted(SCOPES)}", 2)
-    store = Store(url=get_settings().db_url())
-    store.create_all()
-    row, secret = store.create_key(name=name, scopes=wanted)
-    store.close()
+    stores = build_services(get_settings(), engine=False).stores
+    try:
+        row, secret = stores.keys.create(name=name, scopes=wanted)
+    finally:
+        stores.close()
     out.print(f"{secret}")
     err.print(f"id {row.id}, scopes: {', '.join(row.scopes)} — store it now, it is not shown again")
 
 
 def _registry() -> Any:
-    from service.log.store import Store
-    from service.specs.registry import SpecRegistry
+    from service.services import build_services
 
-    settings = get_settings()
-    store = Store(url=settings.db_url())
-    store.create_all()
-    registry = SpecRegistry(
-        directory=settings.specs_dir,
-        store=store,
-        prompts_dir=settings.prompts_dir,
-        token_budget=settings.prompt_token_budget,
-    )
-    registry.load()
-    return registry
+    return build_services(get_settings(), use_llm=False).require_engine().registry
 
 
 @spec_app.command("lint")
@@ -494,16 +482,15 @@ def eval_add_from_log(
 ) -> None:
     """Turn a logged (possibly human-reviewed) decision into an eval case."""
     from service.evals.fromlog import add_from_log
-    from service.log.store import Store
+    from service.services import build_services
 
-    store = Store(url=get_settings().db_url())
-    store.create_all()
+    stores = build_services(get_settings(), engine=False).stores
     try:
-        path, case_id, expected = add_from_log(store, decision_id, _evals_root(), suite)
+        path, case_id, expected = add_from_log(stores.log, decision_id, _evals_root(), suite)
     except ArbiterError as exc:
         _fail(exc.message, 2)
     finally:
-        store.close()
+        stores.close()
     out.print(f"added case {case_id} to {path} expecting outcome {expected!r}")
 
 

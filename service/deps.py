@@ -11,9 +11,14 @@ from fastapi import Depends, Request
 from service.auth import Caller
 from service.engine import Engine
 from service.errors import Forbidden, RateLimited, Unauthenticated
+from service.kinds.registry import AnyKind
 from service.limits import RateLimiter
-from service.log.store import Store
+from service.log.decisions import DecisionLog
+from service.log.keys import KeyStore, SessionStore
+from service.log.stores import Stores
+from service.services import Services
 from service.settings import Settings
+from service.specs.registry import SpecRegistry
 
 
 def get_app_settings(request: Request) -> Settings:
@@ -21,22 +26,53 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-def get_engine(request: Request) -> Engine:
-    engine: Engine = request.app.state.engine
-    return engine
+def get_services(request: Request) -> Services:
+    services: Services = request.app.state.services
+    return services
 
 
-def get_store(request: Request) -> Store:
-    store: Store = request.app.state.store
-    return store
+ServicesDep = Annotated[Services, Depends(get_services)]
+
+
+def get_engine(services: ServicesDep) -> Engine:
+    return services.require_engine()
+
+
+def get_stores(services: ServicesDep) -> Stores:
+    return services.stores
+
+
+def get_log(services: ServicesDep) -> DecisionLog:
+    return services.stores.log
+
+
+def get_keys(services: ServicesDep) -> KeyStore:
+    return services.stores.keys
+
+
+def get_sessions(services: ServicesDep) -> SessionStore:
+    return services.stores.sessions
+
+
+def get_registry(services: ServicesDep) -> SpecRegistry:
+    return services.require_engine().registry
+
+
+def get_kinds(services: ServicesDep) -> dict[str, AnyKind]:
+    return services.require_engine().kinds
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 EngineDep = Annotated[Engine, Depends(get_engine)]
-StoreDep = Annotated[Store, Depends(get_store)]
+StoresDep = Annotated[Stores, Depends(get_stores)]
+LogDep = Annotated[DecisionLog, Depends(get_log)]
+KeysDep = Annotated[KeyStore, Depends(get_keys)]
+SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
+RegistryDep = Annotated[SpecRegistry, Depends(get_registry)]
+KindsDep = Annotated[dict[str, AnyKind], Depends(get_kinds)]
 
 
-async def get_caller(request: Request, store: StoreDep) -> Caller:
+async def get_caller(request: Request, keys: KeysDep) -> Caller:
     """The caller behind the bearer key; 401 without a valid key."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")
@@ -45,7 +81,7 @@ async def get_caller(request: Request, store: StoreDep) -> Caller:
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    row = await anyio.to_thread.run_sync(lambda: store.key_for_secret(secret=secret.strip()))
+    row = await anyio.to_thread.run_sync(lambda: keys.by_secret(secret=secret.strip()))
     if row is None:
         raise Unauthenticated("unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     limiter: RateLimiter = request.app.state.limiter

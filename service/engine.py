@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 import time
 from functools import partial
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import anyio
 from pydantic import BaseModel, ValidationError
@@ -19,15 +19,13 @@ from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
 from service.llm.usage import Attempt, Usage
 from service.log.chain import canonical, utc_iso
+from service.log.decisions import DecisionLog
+from service.log.idempotency import IdempotencyStore
 from service.log.models import DecisionRow, utcnow
-from service.log.store import Store
 from service.metrics import Metrics
 from service.settings import Settings
 from service.specs.loader import Spec
 from service.specs.registry import SpecRegistry
-
-if TYPE_CHECKING:
-    from service.shadow import ShadowRunner
 
 
 class SpecRef(BaseModel):
@@ -92,6 +90,12 @@ class DecisionResponse(BaseModel):
         )
 
 
+class ShadowSink(Protocol):
+    """Where live decisions are handed for shadow evaluation (service.shadow.ShadowRunner)."""
+
+    def submit(self, *, kind: str, case: BaseModel, live_id: str, spec: Spec) -> bool: ...
+
+
 def new_decision_id() -> str:
     return "dec_" + str(ULID())
 
@@ -117,19 +121,21 @@ class Engine:
         self,
         *,
         settings: Settings,
-        store: Store,
+        log: DecisionLog,
+        idempotency: IdempotencyStore,
         registry: SpecRegistry,
         prompts: PromptLibrary,
         llm: LLMClient | None,
         kinds: dict[str, AnyKind] | None = None,
     ):
         self.settings = settings
-        self.store = store
+        self.log = log
+        self.idempotency = idempotency
         self.registry = registry
         self.prompts = prompts
         self.llm = llm
         self.kinds = kinds or KINDS
-        self.shadow: ShadowRunner | None = None
+        self.shadow: ShadowSink | None = None
         self.metrics = Metrics()
 
     def kind(self, name: str) -> AnyKind:
@@ -187,7 +193,7 @@ class Engine:
             )
             held = await anyio.to_thread.run_sync(
                 partial(
-                    self.store.idem_begin,
+                    self.idempotency.begin,
                     scope=scope,
                     request_sha256=request.hexdigest(),
                     ttl_hours=self.settings.idempotency_ttl_hours,
@@ -229,12 +235,12 @@ class Engine:
                 )
             body = DecisionResponse.from_row(row).model_dump_json()
             row = await anyio.to_thread.run_sync(
-                partial(self.store.append, row=row, idempotency=(scope, body) if scope else None)
+                partial(self.log.append, row=row, idempotency=(scope, body) if scope else None)
             )
         except BaseException:
             if scope is not None:
                 with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(partial(self.store.idem_release, scope=scope))
+                    await anyio.to_thread.run_sync(partial(self.idempotency.release, scope=scope))
             raise
         self.metrics.decided(row)
         if self.shadow is not None and res.role == "live":

@@ -63,7 +63,7 @@ class ShadowRunner:
                 row = await self.engine.evaluate(
                     k, job.case, job.spec, caller="shadow", shadow_of=job.live_id
                 )
-                await anyio.to_thread.run_sync(partial(self.engine.store.append, row=row))
+                await anyio.to_thread.run_sync(partial(self.engine.log.append, row=row))
                 self.done += 1
             except Exception:
                 self.failed += 1

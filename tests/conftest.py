@@ -156,10 +156,10 @@ def api_factory(tmp_path: Path) -> Callable[..., Any]:
         app = create_app(settings)
         cm = app.router.lifespan_context(app)
         await cm.__aenter__()
-        store = app.state.store
+        keys_store = app.state.services.stores.keys
         keys = {}
         for scope in ("decide", "audit", "audit:pii", "review", "admin"):
-            _, secret = store.create_key(name=f"test {scope}", scopes=[scope])
+            _, secret = keys_store.create(name=f"test {scope}", scopes=[scope])
             keys[scope] = secret
         transport = httpx.ASGITransport(app=app)
         client = httpx.AsyncClient(transport=transport, base_url="http://arbiter.test")

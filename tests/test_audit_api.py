@@ -14,8 +14,8 @@ from typer.testing import CliRunner
 from service.audit import export_lines
 from service.cli import app as cli
 from service.log.chain import record_hash
+from service.log.decisions import DecisionFilter, DecisionLog
 from service.log.models import ChainHead, DecisionRow, utcnow
-from service.log.store import DecisionFilter, Store
 from service.settings import get_settings
 from tests.conftest import contract
 
@@ -100,7 +100,7 @@ async def test_masking_and_clause_text(api: Any) -> None:
     r2 = next(c for c in full["clauses"] if c["id"] == "R2")
     assert r2["title"].startswith("Faulty") and "90" in r2["text"]
     # masking never changes what is stored
-    assert api.engine.store.verify().ok
+    assert api.engine.log.verify().ok
 
 
 async def test_verify_api_and_range(api: Any) -> None:
@@ -112,7 +112,7 @@ async def test_verify_api_and_range(api: Any) -> None:
         await api.client.get("/v1/audit/verify", headers=h, params={"from_seq": 4, "to_seq": 8})
     ).json()
     assert part["ok"] and part["checked"] == 5
-    with api.engine.store.engine.begin() as conn:
+    with api.engine.log.db.engine.begin() as conn:
         conn.execute(text("UPDATE decisions SET confidence = 0.5 WHERE id = :id"), {"id": ids[9]})
     r = await api.client.get("/v1/audit/verify", headers=h)
     assert r.status_code == 409 and r.json()["first_bad"]["id"] == ids[9]
@@ -140,12 +140,12 @@ async def test_export_formats_and_masking(api: Any) -> None:
     assert bad.status_code == 422
 
 
-def _bulk_seed(store: Store, n: int, template: DecisionRow) -> None:
+def _bulk_seed(log: DecisionLog, n: int, template: DecisionRow) -> None:
     """n chained records inserted in one transaction (fast), head updated."""
     prev = "0" * 64
     batch = []
     data = template.model_dump(exclude={"seq"})
-    with store.engine.begin() as conn:
+    with log.db.engine.begin() as conn:
         for i in range(n):
             row = DecisionRow(
                 **{
@@ -175,12 +175,12 @@ def _bulk_seed(store: Store, n: int, template: DecisionRow) -> None:
 
 async def test_export_of_a_large_log_in_bounded_memory(api: Any) -> None:
     first = (await seed(api, 1))[0]
-    template = api.engine.store.get(decision_id=first["decision_id"])
+    template = api.engine.log.get(decision_id=first["decision_id"])
     n = 5_000
-    await asyncio.to_thread(_bulk_seed, api.engine.store, n, template)
+    await asyncio.to_thread(_bulk_seed, api.engine.log, n, template)
     tracemalloc.start()
     count = size = 0
-    for chunk in export_lines(api.engine, DecisionFilter(), "jsonl", pii=False):
+    for chunk in export_lines(api.engine.log, DecisionFilter(), "jsonl", pii=False):
         count += 1
         size += len(chunk)
     _, peak = tracemalloc.get_traced_memory()
@@ -251,7 +251,7 @@ async def test_review_queue_supersede_and_conflict(api: Any) -> None:
     assert original["outcome"] == "needs_review"  # the original is never edited
     st = (await api.client.get("/v1/audit/stats", headers=api.auth("audit"))).json()
     assert st["reviews"] == 1 and st["reviewer_agreement"] in (0.0, 1.0)
-    assert api.engine.store.verify().ok
+    assert api.engine.log.verify().ok
     assert (await api.client.get("/v1/reviews", headers=api.auth("audit"))).status_code == 403
     missing = await api.client.post("/v1/decisions/dec_nope/review", headers=h, json={"note": "x"})
     assert missing.status_code == 404

@@ -58,9 +58,9 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         if srv.started:
             break
         time.sleep(0.05)
-    store = app.state.store
-    _, admin = store.create_key(name="browser", scopes=["admin"])
-    _, decide = store.create_key(name="seed", scopes=["decide"])
+    keys = app.state.services.stores.keys
+    _, admin = keys.create(name="browser", scopes=["admin"])
+    _, decide = keys.create(name="seed", scopes=["decide"])
     h = {"Authorization": f"Bearer {decide}"}
     with httpx.Client(base_url=base, headers=h) as c:
         for i in range(6):

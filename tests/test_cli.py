@@ -10,7 +10,7 @@ import pytest
 from typer.testing import CliRunner
 
 from service.cli import app as cli
-from service.log.store import Store
+from service.log.stores import open_stores
 from service.settings import get_settings
 from tests.conftest import FIXTURES
 
@@ -33,9 +33,9 @@ def test_decide_prints_the_envelope(db: str) -> None:
     assert r.exit_code == 0, r.output
     body = json.loads(r.stdout)
     assert body["outcome"] == "approve" and body["fallback_reason"] == "llm_disabled"
-    store = Store(url=db)
-    assert store.count() == 1
-    store.close()
+    stores = open_stores(db, migrate=False)
+    assert stores.log.count() == 1
+    stores.close()
 
 
 def test_decide_bad_case_names_the_field(db: str, tmp_path: Path) -> None:
@@ -46,10 +46,9 @@ def test_decide_bad_case_names_the_field(db: str, tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["decide", "returns", str(f)])
     assert r.exit_code == 2
     assert "request.items.0.quantity" in r.output
-    store = Store(url=db)
-    store.create_all()
-    assert store.count() == 0
-    store.close()
+    stores = open_stores(db)
+    assert stores.log.count() == 0
+    stores.close()
 
 
 def test_decide_unreadable_file(db: str, tmp_path: Path) -> None:
@@ -63,9 +62,34 @@ def test_keys_create(db: str) -> None:
     r = CliRunner().invoke(cli, ["keys", "create", "--scopes", "decide,audit", "--name", "oms"])
     assert r.exit_code == 0, r.output
     secret = r.stdout.strip().splitlines()[0]
-    store = Store(url=db)
-    row = store.key_for_secret(secret=secret)
+    stores = open_stores(db, migrate=False)
+    row = stores.keys.by_secret(secret=secret)
     assert row is not None and row.scopes == ["audit", "decide"] and row.key_hash != secret
-    store.close()
+    stores.close()
     bad = CliRunner().invoke(cli, ["keys", "create", "--scopes", "root"])
     assert bad.exit_code == 2 and "unknown scopes" in bad.output
+
+
+def test_log_export_only_reads(db: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Streaming rows needs no migration, no spec lint and no LLM client."""
+    ok = CliRunner().invoke(
+        cli, ["decide", "returns", str(FIXTURES / "contract" / "returns.request.json")]
+    )
+    assert ok.exit_code == 0, ok.output
+
+    def forbidden(*_: object, **__: object) -> None:
+        raise AssertionError("log export must only read the log")
+
+    from service.llm.client import LLMClient
+    from service.log.db import Database
+    from service.specs.registry import SpecRegistry
+
+    monkeypatch.setattr(Database, "migrate", forbidden)
+    monkeypatch.setattr(SpecRegistry, "load", forbidden)
+    monkeypatch.setattr(LLMClient, "__init__", forbidden)
+    monkeypatch.setenv("ARBITER_LLM_BASE_URL", "http://127.0.0.1:9")
+    get_settings.cache_clear()
+    out = tmp_path / "log.jsonl"
+    r = CliRunner().invoke(cli, ["log", "export", "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    assert len(out.read_text().splitlines()) == 1

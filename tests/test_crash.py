@@ -13,7 +13,7 @@ import time
 
 import httpx
 
-from service.log.store import Store
+from service.log.stores import open_stores
 from service.settings import PROJECT_ROOT
 
 FIXTURE = json.loads(
@@ -39,9 +39,8 @@ def _env(db_url: str) -> dict[str, str]:
 
 
 def test_sigkill_under_load_loses_no_answered_decision(db_url: str) -> None:
-    store = Store(url=db_url)
-    store.create_all()
-    _, key = store.create_key(name="crash", scopes=["decide"])
+    stores = open_stores(db_url)
+    _, key = stores.keys.create(name="crash", scopes=["decide"])
     port = _port()
     proc = subprocess.Popen(
         [
@@ -101,34 +100,33 @@ def test_sigkill_under_load_loses_no_answered_decision(db_url: str) -> None:
         if proc.poll() is None:
             proc.kill()
     assert len(answered) >= 60
-    after = Store(url=db_url)
-    after.create_all()
-    missing = [i for i in answered if after.get(decision_id=i) is None]
+    after = open_stores(db_url)
+    missing = [i for i in answered if after.log.get(decision_id=i) is None]
     assert missing == []
-    report = after.verify()
+    report = after.log.verify()
     assert report.ok, report.first_bad
     assert report.checked >= len(answered)
     after.close()
-    store.close()
+    stores.close()
 
 
 WRITER = """
 import asyncio, json, sys
-from service.app import build_engine
+from service.services import build_services
 from service.settings import get_settings
-engine = build_engine(get_settings())
+engine = build_services(get_settings()).require_engine()
 case = json.loads(sys.argv[2])
 async def main():
     for i in range(int(sys.argv[1])):
         case["order"]["id"] = f"ORD-{sys.argv[3]}-{i}"
         await engine.decide(kind="returns", case=engine.parse_case("returns", case), caller="w")
 asyncio.run(main())
-engine.store.close()
+engine.log.db.close()
 """
 
 
 def test_concurrent_writer_processes_form_one_chain(pg_url: str) -> None:
-    Store(url=pg_url).create_all()
+    open_stores(pg_url).close()
     started = time.monotonic()
     procs = [
         subprocess.Popen(
@@ -140,9 +138,9 @@ def test_concurrent_writer_processes_form_one_chain(pg_url: str) -> None:
     ]
     assert [p.wait(timeout=120) for p in procs] == [0, 0, 0, 0]
     elapsed = time.monotonic() - started
-    store = Store(url=pg_url)
-    report = store.verify()
+    stores = open_stores(pg_url, migrate=False)
+    report = stores.log.verify()
     assert report.ok, report.first_bad
     assert report.checked == 120
     print(f"4 processes x 30 decisions on PostgreSQL: {elapsed:.1f}s")  # noqa: T201
-    store.close()
+    stores.close()

@@ -13,10 +13,10 @@ import respx
 import yaml
 from typer.testing import CliRunner
 
-from service.app import build_engine
 from service.cli import app as cli
 from service.evals.runner import RunConfig, gate, run_suites
 from service.evals.suite import load_suite
+from service.services import build_services
 from service.settings import PROJECT_ROOT, get_settings
 from tests.conftest import LLM_BASE, contract, make_settings, reply
 from tests.test_returns_api import GOOD
@@ -175,7 +175,7 @@ def test_compare_two_spec_versions(evals_dir: Path, tmp_path: Path) -> None:
 
 
 def test_replay_and_add_from_log(evals_dir: Path, tmp_path: Path) -> None:
-    engine = build_engine(get_settings())
+    engine = build_services(get_settings()).require_engine()
     import asyncio
 
     async def seed() -> list[str]:
@@ -194,7 +194,7 @@ def test_replay_and_add_from_log(evals_dir: Path, tmp_path: Path) -> None:
         return ids
 
     ids = asyncio.run(seed())
-    engine.store.close()
+    engine.log.db.close()
     candidate = tmp_path / "returns.next.md"
     candidate.write_text(
         (PROJECT_ROOT / "specs" / "returns.md")

@@ -44,7 +44,7 @@ def fuzz_server() -> Iterator[dict[str, str]]:
     thread.start()
     while not srv.started:
         time.sleep(0.02)
-    _, key = APP.state.store.create_key(name="fuzz", scopes=["admin"])
+    _, key = APP.state.services.stores.keys.create(name="fuzz", scopes=["admin"])
     yield {"base": f"http://127.0.0.1:{port}", "key": key}
     srv.should_exit = True
     thread.join(timeout=10)

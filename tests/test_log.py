@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from service.app import build_engine
 from service.cli import app as cli
 from service.engine import Engine
+from service.services import build_services
 from tests.conftest import contract, make_settings
 
 
@@ -32,14 +32,14 @@ def decide_many(engine: Engine, n: int) -> list[str]:
 
 @pytest.fixture
 def engine(db_url: str) -> Any:
-    e = build_engine(make_settings(db_url))
+    e = build_services(make_settings(db_url)).require_engine()
     yield e
-    e.store.close()
+    e.log.db.close()
 
 
 def test_chain_verifies_after_many_decisions(engine: Engine) -> None:
     ids = decide_many(engine, 60)
-    report = engine.store.verify()
+    report = engine.log.verify()
     assert report.ok and report.checked == 60
     assert report.head is not None and report.head["count"] == 60
     assert len(set(ids)) == 60
@@ -47,9 +47,9 @@ def test_chain_verifies_after_many_decisions(engine: Engine) -> None:
 
 def test_edited_row_is_named(engine: Engine) -> None:
     ids = decide_many(engine, 10)
-    with engine.store.engine.begin() as conn:
+    with engine.log.db.engine.begin() as conn:
         conn.execute(text("UPDATE decisions SET outcome = 'deny' WHERE id = :id"), {"id": ids[4]})
-    report = engine.store.verify()
+    report = engine.log.verify()
     assert not report.ok and report.checked == 4
     assert report.first_bad is not None and report.first_bad["id"] == ids[4]
     assert "altered" in report.first_bad["problem"]
@@ -57,9 +57,9 @@ def test_edited_row_is_named(engine: Engine) -> None:
 
 def test_deleted_row_is_named(engine: Engine) -> None:
     ids = decide_many(engine, 10)
-    with engine.store.engine.begin() as conn:
+    with engine.log.db.engine.begin() as conn:
         conn.execute(text("DELETE FROM decisions WHERE id = :id"), {"id": ids[6]})
-    report = engine.store.verify()
+    report = engine.log.verify()
     assert not report.ok and report.first_bad is not None
     assert report.first_bad["id"] == ids[7]
     assert "removed or altered" in report.first_bad["problem"]
@@ -67,9 +67,9 @@ def test_deleted_row_is_named(engine: Engine) -> None:
 
 def test_truncation_is_caught_by_the_head_checkpoint(engine: Engine) -> None:
     ids = decide_many(engine, 5)
-    with engine.store.engine.begin() as conn:
+    with engine.log.db.engine.begin() as conn:
         conn.execute(text("DELETE FROM decisions WHERE id = :id"), {"id": ids[-1]})
-    report = engine.store.verify()
+    report = engine.log.verify()
     assert not report.ok and report.checked == 4
     assert "head checkpoint" in report.first_bad["problem"]  # type: ignore[index]
 
@@ -77,7 +77,7 @@ def test_truncation_is_caught_by_the_head_checkpoint(engine: Engine) -> None:
 def test_concurrent_appends_form_one_linear_chain(engine: Engine) -> None:
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda _: decide_many(engine, 5), range(8)))
-    report = engine.store.verify()
+    report = engine.log.verify()
     assert report.ok and report.checked == 40
 
 
@@ -87,18 +87,18 @@ def test_cli_log_verify(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None
     from service.settings import get_settings
 
     get_settings.cache_clear()
-    e = build_engine(make_settings(url))
+    e = build_services(make_settings(url)).require_engine()
     ids = decide_many(e, 20)
     runner = CliRunner()
     ok = runner.invoke(cli, ["log", "verify"])
     assert ok.exit_code == 0, ok.output
     assert "chain OK" in ok.output and "20 records" in ok.output
-    with e.store.engine.begin() as conn:
+    with e.log.db.engine.begin() as conn:
         conn.execute(
             text("UPDATE decisions SET rationale = 'edited' WHERE id = :id"), {"id": ids[11]}
         )
     bad = runner.invoke(cli, ["log", "verify"])
     assert bad.exit_code == 1
     assert ids[11] in bad.output and "BROKEN" in bad.output
-    e.store.close()
+    e.log.db.close()
     get_settings.cache_clear()

@@ -22,7 +22,7 @@ from tests.test_returns_api import GOOD
 
 
 def count(api: Any) -> int:
-    with Session(api.engine.store.engine) as s:
+    with Session(api.engine.log.db.engine) as s:
         return int(s.exec(select(func.count()).select_from(DecisionRow)).one())
 
 
@@ -186,10 +186,10 @@ async def test_idempotency_key_is_released_when_the_decision_fails(api: Any) -> 
     from sqlalchemy import text
 
     h = {"Idempotency-Key": "k-fail"}
-    with api.engine.store.engine.begin() as conn:
+    with api.engine.log.db.engine.begin() as conn:
         conn.execute(text("ALTER TABLE decisions RENAME TO decisions_gone"))
     assert (await api.decide("returns", contract("returns.request"), **h)).status_code == 503
-    with api.engine.store.engine.begin() as conn:
+    with api.engine.log.db.engine.begin() as conn:
         conn.execute(text("ALTER TABLE decisions_gone RENAME TO decisions"))
     retry = await api.decide("returns", contract("returns.request"), **h)
     assert retry.status_code == 200 and count(api) == 1

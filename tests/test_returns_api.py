@@ -40,7 +40,7 @@ def verdict(**changes: Any) -> dict[str, Any]:
 
 
 def rows(api: Any) -> list[DecisionRow]:
-    with Session(api.engine.store.engine) as s:
+    with Session(api.engine.log.db.engine) as s:
         return list(s.exec(select(DecisionRow)).all())
 
 
@@ -291,13 +291,13 @@ async def test_auth(api: Any) -> None:
 async def test_store_failure_is_503_and_nothing_returned(api: Any) -> None:
     from sqlalchemy import text
 
-    with api.engine.store.engine.begin() as conn:  # the log becomes unwritable
+    with api.engine.log.db.engine.begin() as conn:  # the log becomes unwritable
         conn.execute(text("ALTER TABLE decisions RENAME TO decisions_gone"))
     r = await api.decide("returns", contract("returns.request"))
     assert r.status_code == 503
     assert r.json()["error"]["code"] == "store_unavailable"
     assert "decision_id" not in r.text
-    with api.engine.store.engine.begin() as conn:
+    with api.engine.log.db.engine.begin() as conn:
         conn.execute(text("ALTER TABLE decisions_gone RENAME TO decisions"))
         assert conn.execute(text("SELECT count(*) FROM decisions")).scalar() == 0
         assert conn.execute(text("SELECT count FROM chain_head")).scalar() == 0

@@ -268,10 +268,10 @@ async def test_shadow_records_are_linked_and_never_slow_the_live_request(
             (dis,) = report["disagreements"]
             assert dis["live_decision"] == live2["decision_id"]
             assert (dis["live_outcome"], dis["candidate_outcome"]) == ("approve", "deny")
-            records = {r.shadow_of: r for r in api.engine.store.iter_rows() if r.shadow_of}
+            records = {r.shadow_of: r for r in api.engine.log.iter_rows() if r.shadow_of}
             hung = records[live["decision_id"]]
             assert hung.fallback_reason == "llm_timeout" and hung.spec_version == "2-next"
-            assert api.engine.store.verify().ok
+            assert api.engine.log.verify().ok
         finally:
             await api.client.aclose()
             await cm.__aexit__(None, None, None)

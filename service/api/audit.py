@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from service.api.filters import IsoTime, ListFilters
 from service.audit import export_lines, stats
 from service.auth import Caller
-from service.deps import EngineDep, require
+from service.deps import LogDep, require
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 AuditCaller = Annotated[Caller, Depends(require("audit"))]
@@ -19,28 +19,26 @@ AuditCaller = Annotated[Caller, Depends(require("audit"))]
 
 @router.get("/verify")
 async def verify(
-    engine: EngineDep,
+    log: LogDep,
     _: AuditCaller,
     from_seq: Annotated[int | None, Query(ge=1)] = None,
     to_seq: Annotated[int | None, Query(ge=1)] = None,
 ) -> JSONResponse:
     """Walk the hash chain (or a seq range); name the first bad record. 409 when broken."""
-    report = await anyio.to_thread.run_sync(
-        lambda: engine.store.verify(from_seq=from_seq, to_seq=to_seq)
-    )
+    report = await anyio.to_thread.run_sync(lambda: log.verify(from_seq=from_seq, to_seq=to_seq))
     return JSONResponse(report.as_dict(), status_code=200 if report.ok else 409)
 
 
 @router.get("/export")
 async def export(
-    engine: EngineDep,
+    log: LogDep,
     caller: AuditCaller,
     filters: Annotated[ListFilters, Depends()],
     format: Literal["jsonl", "csv"] = "jsonl",
 ) -> StreamingResponse:
     """Stream matching records, oldest first, in constant memory."""
     pii = caller.has("audit:pii")
-    lines = export_lines(engine, filters.to_filter(), format, pii=pii)
+    lines = export_lines(log, filters.to_filter(), format, pii=pii)
 
     async def body() -> Any:
         while True:
@@ -58,13 +56,11 @@ async def export(
 
 @router.get("/stats")
 async def get_stats(
-    engine: EngineDep,
+    log: LogDep,
     _: AuditCaller,
     since: IsoTime | None = None,
     until: IsoTime | None = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
     """Per day: decisions by kind, source and outcome, fallback reasons, review rate, cost."""
-    return await anyio.to_thread.run_sync(
-        lambda: stats(engine, since=since, until=until, kind=kind)
-    )
+    return await anyio.to_thread.run_sync(lambda: stats(log, since=since, until=until, kind=kind))

@@ -10,7 +10,7 @@ from fastapi.responses import Response
 from service.api.filters import ListFilters, decode_cursor, encode_cursor, summary
 from service.audit import decision_detail
 from service.auth import Caller
-from service.deps import EngineDep, require
+from service.deps import EngineDep, LogDep, RegistryDep, require
 from service.engine import DecisionResponse
 from service.errors import InvalidInput, NotFound
 from service.kinds.registry import AnyKind
@@ -91,7 +91,7 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
 
     @router.get("/decisions", tags=["audit"])
     async def list_decisions(
-        engine: EngineDep,
+        log: LogDep,
         _: AuditCaller,
         filters: Annotated[ListFilters, Depends()],
         cursor: Annotated[str | None, Query(max_length=64)] = None,
@@ -100,7 +100,7 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
         """Decisions newest first, filtered, with a stable cursor (inserts never shift pages)."""
         before = decode_cursor(cursor)
         rows = await anyio.to_thread.run_sync(
-            lambda: engine.store.list_decisions(
+            lambda: log.list_decisions(
                 filters=filters.to_filter(), before_seq=before, limit=limit + 1
             )
         )
@@ -110,13 +110,13 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
 
     @router.get("/decisions/{decision_id}", tags=["audit"])
     async def get_decision(
-        decision_id: str, engine: EngineDep, caller: AuditCaller
+        decision_id: str, log: LogDep, registry: RegistryDep, caller: AuditCaller
     ) -> dict[str, Any]:
         """The full record: case, verdicts, checks, clause text, prompt, attempts, links."""
-        row = await anyio.to_thread.run_sync(lambda: engine.store.get(decision_id=decision_id))
+        row = await anyio.to_thread.run_sync(lambda: log.get(decision_id=decision_id))
         if row is None:
             raise NotFound(f"no decision {decision_id}")
         pii = caller.has("audit:pii")
-        return await anyio.to_thread.run_sync(lambda: decision_detail(engine, row, pii=pii))
+        return await anyio.to_thread.run_sync(lambda: decision_detail(log, registry, row, pii=pii))
 
     return router

@@ -11,8 +11,8 @@ from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 
 from service.errors import InvalidInput
 from service.log.chain import parse_utc, utc_iso
+from service.log.decisions import DecisionFilter
 from service.log.models import DecisionRow
-from service.log.store import DecisionFilter
 
 
 def _iso(value: Any) -> Any:

@@ -6,7 +6,7 @@ import anyio
 from fastapi import APIRouter
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from service.deps import EngineDep
+from service.deps import EngineDep, ServicesDep
 
 router = APIRouter(tags=["health"])
 
@@ -20,7 +20,7 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(engine: EngineDep) -> JSONResponse:
     """The database answers and every kind has a usable spec."""
-    db = await anyio.to_thread.run_sync(engine.store.ping)
+    db = await anyio.to_thread.run_sync(engine.log.db.ping)
     specs = {k: bool(engine.registry.active_specs(k)) for k in engine.kinds}
     ready = db and all(specs.values())
     body = {
@@ -33,14 +33,14 @@ async def readyz(engine: EngineDep) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-async def metrics(engine: EngineDep) -> str:
+async def metrics(engine: EngineDep, services: ServicesDep) -> str:
     """Prometheus counters and gauges; no ids, keys or personal data."""
-    shadow = engine.shadow
+    shadow = services.shadow
     gauges: dict[str, float] = {
         "llm_in_flight": engine.llm.in_flight if engine.llm else 0,
         "shadow_queue": shadow.queue.qsize() if shadow else 0,
         "shadow_dropped": shadow.dropped if shadow else 0,
-        "chain_records": await anyio.to_thread.run_sync(engine.store.count),
+        "chain_records": await anyio.to_thread.run_sync(engine.log.count),
     }
     breakers = engine.llm.breakers.snapshot() if engine.llm else {}
     return engine.metrics.render(gauges, breakers)

@@ -11,7 +11,7 @@ from pydantic import BaseModel, Field
 from service.api.filters import decode_cursor, encode_cursor, summary
 from service.audit import submit_review
 from service.auth import Caller
-from service.deps import EngineDep, require
+from service.deps import KindsDep, LogDep, require
 
 router = APIRouter(prefix="/v1", tags=["reviews"])
 ReviewCaller = Annotated[Caller, Depends(require("review"))]
@@ -26,7 +26,7 @@ class ReviewIn(BaseModel):
 
 @router.get("/reviews")
 async def list_reviews(
-    engine: EngineDep,
+    log: LogDep,
     _: ReviewCaller,
     status: Literal["open", "resolved"] = "open",
     kind: Annotated[str | None, Query(max_length=32)] = None,
@@ -36,7 +36,7 @@ async def list_reviews(
     """Decisions that need a person (open), or that a person has settled (resolved)."""
     before = decode_cursor(cursor)
     rows = await anyio.to_thread.run_sync(
-        lambda: engine.store.open_reviews(
+        lambda: log.open_reviews(
             kind=kind, limit=limit + 1, before_seq=before, resolved=status == "resolved"
         )
     )
@@ -51,11 +51,12 @@ async def list_reviews(
 
 @router.post("/decisions/{decision_id}/review", status_code=201)
 async def review(
-    decision_id: str, body: ReviewIn, engine: EngineDep, caller: ReviewCaller
+    decision_id: str, body: ReviewIn, log: LogDep, kinds: KindsDep, caller: ReviewCaller
 ) -> dict[str, Any]:
     """Record the reviewer's verdict as a new record that supersedes the decision."""
     row = await submit_review(
-        engine,
+        log,
+        kinds,
         decision_id=decision_id,
         verdict=body.verdict,
         note=body.note,

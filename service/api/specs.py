@@ -7,7 +7,7 @@ from typing import Annotated, Any
 import anyio
 from fastapi import APIRouter, Query
 
-from service.deps import CallerDep, EngineDep
+from service.deps import CallerDep, EngineDep, LogDep, ServicesDep
 from service.errors import NotFound
 from service.specs.rollout import rollout_report
 from service.specs.versions import diff_by_ref, version_detail
@@ -22,10 +22,12 @@ async def list_specs(engine: EngineDep, _: CallerDep) -> dict[str, Any]:
 
 
 @router.get("/{kind}/versions")
-async def list_versions(kind: str, engine: EngineDep, _: CallerDep) -> dict[str, Any]:
+async def list_versions(
+    kind: str, engine: EngineDep, services: ServicesDep, _: CallerDep
+) -> dict[str, Any]:
     """Every version of a kind ever loaded, newest first."""
     engine.kind(kind)
-    rows = await anyio.to_thread.run_sync(lambda: engine.store.spec_versions(kind=kind))
+    rows = await anyio.to_thread.run_sync(lambda: services.stores.spec_versions.of_kind(kind=kind))
     live = {s.sha256 for s in engine.registry.live_specs()}
     return {
         "kind": kind,
@@ -69,20 +71,26 @@ async def diff(
 
 @router.get("/{kind}/rollout")
 async def rollout(
-    kind: str, engine: EngineDep, _: CallerDep, limit: Annotated[int, Query(ge=1, le=10_000)] = 1000
+    kind: str,
+    engine: EngineDep,
+    log: LogDep,
+    services: ServicesDep,
+    _: CallerDep,
+    limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """Agreement between the live version and the shadow or canary candidate."""
     engine.kind(kind)
     report = await anyio.to_thread.run_sync(
-        lambda: rollout_report(engine.registry, kind, limit=limit)
+        lambda: rollout_report(engine.registry, kind, log=log, limit=limit)
     )
     if report is None:
         raise NotFound(f"{kind} has no shadow or canary candidate in specs/")
-    if engine.shadow is not None:
+    shadow = services.shadow
+    if shadow is not None:
         report["shadow_queue"] = {
-            "queued": engine.shadow.queue.qsize(),
-            "done": engine.shadow.done,
-            "dropped": engine.shadow.dropped,
-            "failed": engine.shadow.failed,
+            "queued": shadow.queue.qsize(),
+            "done": shadow.done,
+            "dropped": shadow.dropped,
+            "failed": shadow.failed,
         }
     return report

@@ -17,9 +17,9 @@ from pydantic import ValidationError
 from service.api.filters import ListFilters, decode_cursor, encode_cursor, summary
 from service.audit import decision_detail, stats, submit_review
 from service.auth import Caller
-from service.deps import EngineDep
+from service.deps import KeysDep, KindsDep, LogDep, RegistryDep, ServicesDep, SessionsDep
 from service.errors import ArbiterError, Forbidden, validation_details
-from service.log.store import DecisionFilter
+from service.log.decisions import DecisionFilter
 from service.specs.versions import diff_by_ref
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -33,17 +33,16 @@ class LoginRequired(Exception):
     """No valid session: the page redirects to the login form."""
 
 
-async def ui_caller(request: Request, engine: EngineDep) -> tuple[Caller, str]:
+async def ui_caller(request: Request, sessions: SessionsDep, keys: KeysDep) -> tuple[Caller, str]:
     """The caller behind the session cookie, and the session's CSRF token."""
     token = request.cookies.get(COOKIE)
     if not token:
         raise LoginRequired
-    store = engine.store
-    sess = await anyio.to_thread.run_sync(lambda: store.session(token=token))
+    sess = await anyio.to_thread.run_sync(lambda: sessions.get(token=token))
     if sess is None:
         raise LoginRequired
     key_id = sess.key_id
-    key = await anyio.to_thread.run_sync(lambda: store.key_by_id(key_id=key_id))
+    key = await anyio.to_thread.run_sync(lambda: keys.by_id(key_id=key_id))
     if key is None:
         raise LoginRequired
     return Caller(key_id=key.id, scopes=frozenset(key.scopes)), sess.csrf
@@ -83,18 +82,18 @@ async def login_form(
 @router.post("/login")
 async def login(
     request: Request,
-    engine: EngineDep,
+    sessions: SessionsDep,
+    keys: KeysDep,
     api_key: Annotated[str, Form()],
     csrf: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/ui/decisions",
 ) -> Response:
     if not secrets.compare_digest(request.cookies.get(LOGIN_CSRF, ""), csrf):
         return RedirectResponse("/ui/login?error=expired", status_code=303)
-    store = engine.store
-    key = await anyio.to_thread.run_sync(lambda: store.key_for_secret(secret=api_key.strip()))
+    key = await anyio.to_thread.run_sync(lambda: keys.by_secret(secret=api_key.strip()))
     if key is None or not ({"audit", "audit:pii", "review", "admin"} & set(key.scopes)):
         return RedirectResponse("/ui/login?error=denied", status_code=303)
-    token, _ = await anyio.to_thread.run_sync(lambda: store.create_session(key_id=key.id))
+    token, _ = await anyio.to_thread.run_sync(lambda: sessions.create(key_id=key.id))
     target = next if next.startswith("/ui/") else "/ui/decisions"
     resp = RedirectResponse(target, status_code=303)
     resp.set_cookie(
@@ -111,11 +110,11 @@ async def login(
 
 @router.post("/logout")
 async def logout(
-    request: Request, engine: EngineDep, who: UiCaller, csrf: Annotated[str, Form()]
+    request: Request, sessions: SessionsDep, who: UiCaller, csrf: Annotated[str, Form()]
 ) -> Response:
     check_csrf(who[1], csrf)
     token = request.cookies.get(COOKIE, "")
-    await anyio.to_thread.run_sync(lambda: engine.store.end_session(token=token))
+    await anyio.to_thread.run_sync(lambda: sessions.end(token=token))
     resp = RedirectResponse("/ui/login", status_code=303)
     resp.delete_cookie(COOKIE)
     return resp
@@ -129,7 +128,8 @@ def _need(caller: Caller, scope: str) -> None:
 @router.get("/decisions")
 async def decisions(
     request: Request,
-    engine: EngineDep,
+    log: LogDep,
+    kinds: KindsDep,
     who: UiCaller,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
 ) -> HTMLResponse:
@@ -145,9 +145,7 @@ async def decisions(
         return page(request, "message.html", caller, csrf, title="Check the filters", message=why)
     before = decode_cursor(cursor)
     rows = await anyio.to_thread.run_sync(
-        lambda: engine.store.list_decisions(
-            filters=filters.to_filter(), before_seq=before, limit=51
-        )
+        lambda: log.list_decisions(filters=filters.to_filter(), before_seq=before, limit=51)
     )
     params = {
         k: v for k, v in filters.model_dump(mode="json").items() if v not in (None, False, "")
@@ -163,17 +161,22 @@ async def decisions(
         rows=[summary(r) for r in rows[:50]],
         f=params,
         next_url=nxt,
-        kinds=sorted(engine.kinds),
+        kinds=sorted(kinds),
     )
 
 
 @router.get("/decisions/{decision_id}")
 async def decision(
-    request: Request, decision_id: str, engine: EngineDep, who: UiCaller, error: str | None = None
+    request: Request,
+    decision_id: str,
+    log: LogDep,
+    registry: RegistryDep,
+    who: UiCaller,
+    error: str | None = None,
 ) -> HTMLResponse:
     caller, csrf = who
     _need(caller, "audit")
-    row = await anyio.to_thread.run_sync(lambda: engine.store.get(decision_id=decision_id))
+    row = await anyio.to_thread.run_sync(lambda: log.get(decision_id=decision_id))
     if row is None:
         return page(
             request,
@@ -184,7 +187,7 @@ async def decision(
             message=f"There is no decision {decision_id}.",
         )
     d = await anyio.to_thread.run_sync(
-        lambda: decision_detail(engine, row, pii=caller.has("audit:pii"))
+        lambda: decision_detail(log, registry, row, pii=caller.has("audit:pii"))
     )
     changed = d["llm_verdict"] is not None and d["llm_verdict"] != {
         k: v for k, v in d["verdict"].items() if k in d["llm_verdict"]
@@ -213,7 +216,8 @@ async def decision(
 @router.post("/decisions/{decision_id}/review")
 async def review(
     decision_id: str,
-    engine: EngineDep,
+    log: LogDep,
+    kinds: KindsDep,
     who: UiCaller,
     csrf: Annotated[str, Form()],
     note: Annotated[str, Form(max_length=2000)],
@@ -229,7 +233,8 @@ async def review(
     try:
         verdict = None if action == "accept" else json.loads(verdict_json)
         await submit_review(
-            engine,
+            log,
+            kinds,
             decision_id=decision_id,
             verdict=verdict,
             note=note.strip(),
@@ -249,12 +254,12 @@ async def review(
 
 @router.get("/reviews")
 async def reviews(
-    request: Request, engine: EngineDep, who: UiCaller, status: str = "open"
+    request: Request, log: LogDep, who: UiCaller, status: str = "open"
 ) -> HTMLResponse:
     caller, csrf = who
     _need(caller, "review")
     rows = await anyio.to_thread.run_sync(
-        lambda: engine.store.open_reviews(
+        lambda: log.open_reviews(
             kind=None, limit=200, before_seq=None, resolved=status == "resolved"
         )
     )
@@ -269,18 +274,20 @@ async def reviews(
 
 
 @router.get("/specs")
-async def specs(request: Request, engine: EngineDep, who: UiCaller) -> HTMLResponse:
+async def specs(
+    request: Request, services: ServicesDep, registry: RegistryDep, kinds: KindsDep, who: UiCaller
+) -> HTMLResponse:
     caller, csrf = who
     versions = await anyio.to_thread.run_sync(
-        lambda: {k: engine.store.spec_versions(kind=k) for k in sorted(engine.kinds)}
+        lambda: {k: services.stores.spec_versions.of_kind(kind=k) for k in sorted(kinds)}
     )
-    live = {s.sha256 for s in engine.registry.live_specs()}
+    live = {s.sha256 for s in registry.live_specs()}
     return page(
         request,
         "specs.html",
         caller,
         csrf,
-        files=engine.registry.status(),
+        files=registry.status(),
         versions=versions,
         live=live,
     )
@@ -290,14 +297,14 @@ async def specs(request: Request, engine: EngineDep, who: UiCaller) -> HTMLRespo
 async def spec_diff(
     request: Request,
     kind: str,
-    engine: EngineDep,
+    registry: RegistryDep,
     who: UiCaller,
     from_: Annotated[str, Query(alias="from", max_length=64)],
     to: Annotated[str, Query(max_length=64)] = "live",
 ) -> HTMLResponse:
     caller, csrf = who
     try:
-        d = await anyio.to_thread.run_sync(lambda: diff_by_ref(engine.registry, kind, from_, to))
+        d = await anyio.to_thread.run_sync(lambda: diff_by_ref(registry, kind, from_, to))
     except ArbiterError as exc:
         return page(
             request, "message.html", caller, csrf, title="Cannot compare", message=exc.message
@@ -306,11 +313,11 @@ async def spec_diff(
 
 
 @router.get("/audit")
-async def audit(request: Request, engine: EngineDep, who: UiCaller) -> HTMLResponse:
+async def audit(request: Request, log: LogDep, who: UiCaller) -> HTMLResponse:
     caller, csrf = who
     _need(caller, "audit")
-    report = await anyio.to_thread.run_sync(engine.store.verify)
-    st = await anyio.to_thread.run_sync(lambda: stats(engine, since=None, until=None, kind=None))
+    report = await anyio.to_thread.run_sync(log.verify)
+    st = await anyio.to_thread.run_sync(lambda: stats(log, since=None, until=None, kind=None))
     days = list(st["per_day"].items())[-14:]
     peak = max([d["decisions"] for _, d in days] or [1]) or 1
     return page(

@@ -7,17 +7,17 @@ from pathlib import Path
 import yaml
 
 from service.errors import Conflict, NotFound
-from service.log.store import Store
+from service.log.decisions import DecisionLog
 
 
 def add_from_log(
-    store: Store, decision_id: str, root: Path, suite_path: Path | None
+    log: DecisionLog, decision_id: str, root: Path, suite_path: Path | None
 ) -> tuple[Path, str, str]:
     """Append the case; expected outcome = the reviewer's, else the logged one."""
-    row = store.get(decision_id=decision_id)
+    row = log.get(decision_id=decision_id)
     if row is None:
         raise NotFound(f"no decision {decision_id}")
-    review = store.superseding(decision_id=decision_id)
+    review = log.superseding(decision_id=decision_id)
     expected = review.outcome if review is not None else row.outcome
     path = suite_path or root / row.kind / "from-log.yaml"
     data = yaml.safe_load(path.read_text()) if path.exists() else None

@@ -17,7 +17,7 @@ from service.engine import DecisionResponse
 from service.errors import InvalidInput
 from service.evals.runner import RunConfig, Runner
 from service.log.chain import parse_utc
-from service.log.store import Store
+from service.services import build_services
 from service.settings import Settings
 
 
@@ -38,9 +38,11 @@ def replay_log(
 ) -> dict[str, Any]:
     if mode not in ("rules", "live"):
         raise InvalidInput("--mode must be rules or live for replay")
-    store = Store(url=settings.db_url())
-    rows = store.decisions_since(kind=kind, since=parse_since(since), limit=limit)
-    store.close()
+    services = build_services(settings, engine=False, migrate=False)
+    try:
+        rows = services.stores.log.decisions_since(kind=kind, since=parse_since(since), limit=limit)
+    finally:
+        services.stores.close()
 
     async def run() -> list[dict[str, Any]]:
         with tempfile.TemporaryDirectory(prefix="arbiter-replay-") as tmp:
@@ -69,9 +71,7 @@ def replay_log(
                         }
                     )
             finally:
-                if runner.llm is not None:
-                    await runner.llm.aclose()
-                runner.store.close()
+                await runner.services.aclose()
             return out
 
     results = asyncio.run(run())

@@ -15,16 +15,14 @@ from typing import Any
 import httpx
 import yaml
 
-from service.engine import DecisionResponse, Engine
+from service.engine import DecisionResponse
 from service.errors import ArbiterError
 from service.evals.cassettes import CassetteTransport, current_case
 from service.evals.suite import EvalCase, Suite, build_case, judge
 from service.llm.client import LLMClient
-from service.llm.prompts import PromptLibrary
-from service.log.store import Store
+from service.services import build_services
 from service.settings import Settings
 from service.specs.loader import ModelChain, Spec, load_spec
-from service.specs.registry import SpecRegistry
 
 MODES = ("rules", "recorded", "live")
 
@@ -131,27 +129,16 @@ class Runner:
         self.config = config
         self.transport: CassetteTransport | None = None
         workdir.mkdir(parents=True, exist_ok=True)
-        self.store = Store(url=f"sqlite:///{workdir / 'eval.db'}")
-        self.store.create_all()
-        self.registry = SpecRegistry(
-            directory=settings.specs_dir,
-            store=self.store,
-            prompts_dir=settings.prompts_dir,
-            token_budget=settings.prompt_token_budget,
+        self.llm = self._llm()
+        self.services = build_services(
+            settings, url=f"sqlite:///{workdir / 'eval.db'}", llm=self.llm, use_llm=False
         )
-        self.registry.load()
+        self.engine = self.services.require_engine()
+        self.registry = self.engine.registry
         self.override: Spec | None = None
         if config.spec:
             path = Path(config.spec)
             self.override = load_spec(path) if path.exists() else None
-        self.llm = self._llm()
-        self.engine = Engine(
-            settings=settings,
-            store=self.store,
-            registry=self.registry,
-            prompts=PromptLibrary(settings.prompts_dir),
-            llm=self.llm,
-        )
 
     def _llm(self) -> LLMClient | None:
         mode, s = self.config.mode, self.settings
@@ -241,9 +228,7 @@ class Runner:
         try:
             results = await asyncio.gather(*(one(s, c) for s in suites for c in s.cases))
         finally:
-            if self.llm is not None:
-                await self.llm.aclose()
-            self.store.close()
+            await self.services.aclose()
         return RunResult(
             self.config,
             list(results),

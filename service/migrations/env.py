@@ -1,4 +1,4 @@
-"""Alembic environment: runs on the connection Store.migrate() hands it."""
+"""Alembic environment: runs on the connection Database.migrate() hands it."""
 
 from __future__ import annotations
 

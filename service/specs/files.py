@@ -69,9 +69,7 @@ def rollback(registry: SpecRegistry, kind: str, to: str | None) -> tuple[Path, A
         text = spec_by_ref(registry, kind, to, field="to").text
     else:
         rows = [
-            r
-            for r in registry.store.spec_versions(kind=kind)
-            if r.text != current and r.name == kind
+            r for r in registry.specs.of_kind(kind=kind) if r.text != current and r.name == kind
         ]
         if not rows:
             raise NotFound(f"no earlier version of {kind}.md is stored")

@@ -18,7 +18,7 @@ from typing import Any
 import anyio
 
 from service.errors import InvalidInput, SpecError
-from service.log.store import Store
+from service.log.spec_versions import SpecVersionStore
 from service.specs.lint import lint_file
 from service.specs.loader import Finding, Spec, load_spec_text
 
@@ -54,10 +54,15 @@ class SpecRegistry:
     """Specs by file name; every version seen is stored in the database."""
 
     def __init__(
-        self, *, directory: Path, store: Store, prompts_dir: Path, token_budget: int = 6000
+        self,
+        *,
+        directory: Path,
+        specs: SpecVersionStore,
+        prompts_dir: Path,
+        token_budget: int = 6000,
     ):
         self.directory = directory
-        self.store = store
+        self.specs = specs
         self.prompts_dir = prompts_dir
         self.token_budget = token_budget
         self.files: dict[str, FileState] = {}
@@ -139,7 +144,7 @@ class SpecRegistry:
 
     def _remember(self, spec: Spec) -> None:
         self._by_sha[spec.sha256] = spec
-        self.store.record_spec(
+        self.specs.record(
             sha256=spec.sha256,
             kind=spec.kind,
             name=spec.name,
@@ -224,7 +229,7 @@ class SpecRegistry:
             (s for k, s in self._by_sha.items() if k.startswith(sha)), None
         )
         if spec is None:
-            row = self.store.spec_version(sha256=sha)
+            row = self.specs.get(sha256=sha)
             if row is None:
                 raise InvalidInput(
                     f"{field}: no {kind} spec version {sha}",
@@ -244,7 +249,7 @@ class SpecRegistry:
         live = [s for s in self.live_specs() if s.kind == kind and s.version == label]
         if live:
             return live[0]
-        rows = [r for r in self.store.spec_versions(kind=kind) if r.version == label]
+        rows = [r for r in self.specs.of_kind(kind=kind) if r.version == label]
         if not rows:
             raise InvalidInput(
                 f"spec_version: no {kind} spec with version {label!r}",

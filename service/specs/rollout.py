@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
+from service.log.decisions import DecisionLog
 from service.specs.registry import SpecRegistry
 
 
 def rollout_report(
-    registry: SpecRegistry, kind: str, *, limit: int = 1000
+    registry: SpecRegistry, kind: str, *, log: DecisionLog, limit: int = 1000
 ) -> dict[str, Any] | None:
     """Outcome agreement on shadow pairs, or the canary's share of live traffic."""
     cand = registry.candidate(kind)
@@ -28,7 +29,7 @@ def rollout_report(
         ],
     }
     if cand.meta.rollout == "shadow":
-        pairs = registry.store.shadow_pairs(kind=kind, candidate_sha=cand.sha256, limit=limit)
+        pairs = log.shadow_pairs(kind=kind, candidate_sha=cand.sha256, limit=limit)
         disagree = [
             {
                 "live_decision": live.id,
@@ -46,7 +47,7 @@ def rollout_report(
         report["agreement_rate"] = round(1 - len(disagree) / len(pairs), 4) if pairs else None
         report["disagreements"] = disagree
     else:
-        served = registry.store.served_by(kind=kind, limit=limit)
+        served = log.served_by(kind=kind, limit=limit)
         total = sum(served.values())
         report["canary_percent"] = cand.meta.canary_percent
         report["recent_decisions"] = total

@@ -33,7 +33,7 @@ def spec_by_ref(registry: SpecRegistry, kind: str, ref: str, *, field: str) -> S
 
 def version_detail(registry: SpecRegistry, kind: str, sha: str) -> dict[str, Any]:
     spec = spec_by_ref(registry, kind, sha, field="sha")
-    row = registry.store.spec_version(sha256=spec.sha256)
+    row = registry.specs.get(sha256=spec.sha256)
     return {
         "sha256": spec.sha256,
         "name": spec.name,

@@ -1,54 +1,27 @@
-"""The store: decision log, spec versions and API keys on SQLite or PostgreSQL."""
+"""The decision log: append to the hash chain, read, verify, and the audit queries."""
 
 from __future__ import annotations
 
-import hashlib
-import secrets
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
-from pathlib import Path
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Engine, Table, event, func, insert, text, update
-from sqlalchemy.exc import IntegrityError, SQLAlchemyError
-from sqlmodel import Session, SQLModel, col, create_engine, select
+from sqlalchemy import Table, func, insert, text, update
+from sqlalchemy.exc import SQLAlchemyError
+from sqlmodel import SQLModel, col, select
 
 from service.errors import Conflict, StoreUnavailable
 from service.log.chain import GENESIS, record_hash
-from service.log.models import (
-    ApiKeyRow,
-    ChainHead,
-    DecisionRow,
-    IdempotencyRow,
-    SpecVersionRow,
-    UiSession,
-    utcnow,
-)
+from service.log.db import Database
+from service.log.models import ChainHead, DecisionRow, utcnow
 
 TABLES: tuple[Table, Table, Table] = (
     SQLModel.metadata.tables["decisions"],
     SQLModel.metadata.tables["chain_head"],
     SQLModel.metadata.tables["idempotency_keys"],
 )
-
-
-def make_engine(url: str) -> Engine:
-    """A SQLAlchemy engine; SQLite gets WAL, a busy timeout and full fsync."""
-    if url.startswith("sqlite"):
-        engine = create_engine(url, connect_args={"check_same_thread": False, "timeout": 30})
-
-        @event.listens_for(engine, "connect")
-        def _pragmas(dbapi_connection: Any, _record: Any) -> None:
-            cur = dbapi_connection.cursor()
-            cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA synchronous=FULL")
-            cur.execute("PRAGMA busy_timeout=30000")
-            cur.close()
-
-        return engine
-    return create_engine(url, pool_size=10, max_overflow=20, pool_pre_ping=True)
 
 
 @dataclass
@@ -114,50 +87,13 @@ class VerifyReport:
         }
 
 
-def hash_key(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
+class DecisionLog:
+    """Append-only decision records in one hash chain; routes and the engine never write SQL."""
 
-
-class Store:
-    """All persistence goes through here; routes and the engine never write SQL."""
-
-    def __init__(self, *, url: str):
-        self.url = url
-        self.engine = make_engine(url)
+    def __init__(self, *, db: Database):
+        self.db = db
         self._append_lock = threading.Lock()
 
-    def create_all(self) -> None:
-        """Bring the schema to the latest migration and make sure the chain head exists."""
-        from alembic import command
-        from alembic.config import Config
-        from sqlalchemy import inspect
-
-        cfg = Config()
-        cfg.set_main_option("script_location", str(Path(__file__).parent.parent / "migrations"))
-        with self.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            tables = set(inspect(conn).get_table_names())
-            if "decisions" in tables and "alembic_version" not in tables:
-                command.stamp(cfg, "0001")  # made before migrations existed: same schema
-            command.upgrade(cfg, "head")
-        with Session(self.engine) as s:
-            if s.get(ChainHead, 1) is None:
-                s.add(ChainHead(id=1, updated_at=utcnow()))
-                s.commit()
-
-    def close(self) -> None:
-        self.engine.dispose()
-
-    def ping(self) -> bool:
-        """Whether the database answers."""
-        try:
-            with self.engine.connect() as conn:
-                conn.execute(text("SELECT 1"))
-            return True
-        except SQLAlchemyError:
-            return False
-
-    # -- the decision log --
     def append(
         self, *, row: DecisionRow, idempotency: tuple[str, str] | None = None
     ) -> DecisionRow:
@@ -166,7 +102,7 @@ class Store:
         decisions, heads, keys = TABLES
         try:
             # Core statements, not the ORM unit of work: this is the hot path of every decision.
-            with self._append_lock, self.engine.begin() as conn:
+            with self._append_lock, self.db.engine.begin() as conn:
                 # The UPDATE first takes the write lock (SQLite) or the row lock (PostgreSQL),
                 # so concurrent appenders, in this process or another, queue here.
                 conn.execute(text("UPDATE chain_head SET count = count WHERE id = 1"))
@@ -208,68 +144,13 @@ class Store:
                 details={"error": type(exc).__name__},
             ) from exc
 
-    # -- idempotency --
-    def idem_begin(
-        self, *, scope: str, request_sha256: str, ttl_hours: int
-    ) -> IdempotencyRow | None:
-        """Claim a key (None), or return the row of the request that holds it."""
-        now = utcnow()
-        for _ in range(2):
-            try:
-                with Session(self.engine) as s:
-                    s.add(
-                        IdempotencyRow(
-                            scope=scope,
-                            request_sha256=request_sha256,
-                            state="in_flight",
-                            created_at=now,
-                            expires_at=now + timedelta(hours=ttl_hours),
-                        )
-                    )
-                    s.commit()
-                return None
-            except IntegrityError:
-                with Session(self.engine) as s:
-                    row = s.get(IdempotencyRow, scope)
-                    if row is None:
-                        continue  # released meanwhile: claim again
-                    expires = (
-                        row.expires_at
-                        if row.expires_at.tzinfo
-                        else row.expires_at.replace(tzinfo=UTC)
-                    )
-                    if expires > now:
-                        return row
-                    s.delete(row)  # expired: the key may be used afresh
-                    s.commit()
-        raise StoreUnavailable("could not claim the idempotency key; retry")
-
-    def idem_release(self, *, scope: str) -> None:
-        """Forget an in-flight key whose request failed, so the caller can retry it."""
-        with Session(self.engine) as s:
-            row = s.get(IdempotencyRow, scope)
-            if row is not None and row.state == "in_flight":
-                s.delete(row)
-                s.commit()
-
-    def idem_purge(self) -> int:
-        """Delete expired keys; returns how many."""
-        with Session(self.engine) as s:
-            rows = s.exec(
-                select(IdempotencyRow).where(col(IdempotencyRow.expires_at) < utcnow())
-            ).all()
-            for r in rows:
-                s.delete(r)
-            s.commit()
-            return len(rows)
-
     def get(self, *, decision_id: str) -> DecisionRow | None:
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             return s.exec(select(DecisionRow).where(DecisionRow.id == decision_id)).first()
 
     def superseding(self, *, decision_id: str) -> DecisionRow | None:
         """The newest record that supersedes a decision (a human review), if any."""
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             return s.exec(
                 select(DecisionRow)
                 .where(DecisionRow.supersedes == decision_id)
@@ -278,7 +159,7 @@ class Store:
 
     def decisions_since(self, *, kind: str, since: datetime, limit: int) -> list[DecisionRow]:
         """Live (not shadow, not review) decisions of a kind since a time, oldest first."""
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             return list(
                 s.exec(
                     select(DecisionRow)
@@ -294,7 +175,7 @@ class Store:
             )
 
     def count(self) -> int:
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             head = s.get(ChainHead, 1)
             return head.count if head else 0
 
@@ -307,7 +188,7 @@ class Store:
             q = select(DecisionRow).where(col(DecisionRow.seq) > last)
             if until is not None:
                 q = q.where(col(DecisionRow.seq) <= until)
-            with Session(self.engine) as s:
+            with self.db.session() as s:
                 rows = s.exec(q.order_by(col(DecisionRow.seq)).limit(batch)).all()
             if not rows:
                 return
@@ -323,7 +204,7 @@ class Store:
         prev = GENESIS
         start = 0
         if from_seq is not None and from_seq > 1:
-            with Session(self.engine) as s:
+            with self.db.session() as s:
                 before = s.exec(
                     select(DecisionRow)
                     .where(col(DecisionRow.seq) < from_seq)
@@ -358,7 +239,7 @@ class Store:
             prev = row.hash
             checked += 1
             last = row
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             head = s.get(ChainHead, 1)
         head_info = {"seq": head.seq, "count": head.count, "hash": head.hash} if head else None
         if to_seq is not None and head is not None and to_seq < head.seq:
@@ -387,7 +268,7 @@ class Store:
         q = filters.apply(select(DecisionRow))
         if before_seq is not None:
             q = q.where(col(DecisionRow.seq) < before_seq)
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             return list(s.exec(q.order_by(col(DecisionRow.seq).desc()).limit(limit)).all())
 
     def stream(self, *, filters: DecisionFilter, batch: int = 200) -> Iterator[DecisionRow]:
@@ -395,7 +276,7 @@ class Store:
         last = 0
         while True:
             q = filters.apply(select(DecisionRow)).where(col(DecisionRow.seq) > last)
-            with Session(self.engine) as s:
+            with self.db.session() as s:
                 rows = s.exec(q.order_by(col(DecisionRow.seq)).limit(batch)).all()
             if not rows:
                 return
@@ -404,7 +285,7 @@ class Store:
 
     def related(self, *, decision_id: str) -> tuple[list[DecisionRow], list[DecisionRow]]:
         """(shadow records of a decision, records that supersede it)."""
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             shadows = s.exec(
                 select(DecisionRow)
                 .where(DecisionRow.shadow_of == decision_id)
@@ -434,14 +315,14 @@ class Store:
             q = q.where(DecisionRow.kind == kind)
         if before_seq is not None:
             q = q.where(col(DecisionRow.seq) < before_seq)
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             return list(s.exec(q.order_by(col(DecisionRow.seq).desc()).limit(limit)).all())
 
     def shadow_pairs(
         self, *, kind: str, candidate_sha: str, limit: int = 1000
     ) -> list[tuple[DecisionRow, DecisionRow]]:
         """(live, shadow) pairs for a candidate version, newest first."""
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             shadows = s.exec(
                 select(DecisionRow)
                 .where(
@@ -461,7 +342,7 @@ class Store:
 
     def served_by(self, *, kind: str, limit: int = 1000) -> dict[str, int]:
         """How many of the latest live decisions of a kind each spec sha served."""
-        with Session(self.engine) as s:
+        with self.db.session() as s:
             rows = s.exec(
                 select(DecisionRow.spec_sha256)
                 .where(DecisionRow.kind == kind, col(DecisionRow.shadow_of).is_(None))
@@ -473,121 +354,8 @@ class Store:
             counts[sha] = counts.get(sha, 0) + 1
         return counts
 
-    # -- spec versions --
-    def record_spec(
-        self,
-        *,
-        sha256: str,
-        kind: str,
-        name: str,
-        version: str,
-        rollout: str,
-        text: str,
-        parameters: dict[str, Any],
-        effective_from: Any,
-    ) -> None:
-        """Keep a spec version forever; refresh last_seen when it is seen again."""
-        now = utcnow()
-        with Session(self.engine) as s:
-            row = s.get(SpecVersionRow, sha256)
-            if row is None:
-                row = SpecVersionRow(
-                    sha256=sha256,
-                    kind=kind,
-                    name=name,
-                    version=version,
-                    rollout=rollout,
-                    text=text,
-                    parameters=parameters,
-                    effective_from=effective_from,
-                    first_seen=now,
-                    last_seen=now,
-                )
-            else:
-                row.last_seen = now
-            s.add(row)
-            s.commit()
 
-    def spec_versions(self, *, kind: str) -> list[SpecVersionRow]:
-        """Every stored version of a kind, newest first."""
-        with Session(self.engine) as s:
-            return list(
-                s.exec(
-                    select(SpecVersionRow)
-                    .where(SpecVersionRow.kind == kind)
-                    .order_by(col(SpecVersionRow.first_seen).desc())
-                ).all()
-            )
-
-    def spec_version(self, *, sha256: str) -> SpecVersionRow | None:
-        with Session(self.engine) as s:
-            return s.get(SpecVersionRow, sha256)
-
-    # -- API keys --
-    def create_key(self, *, name: str, scopes: list[str]) -> tuple[ApiKeyRow, str]:
-        """A new key; the secret is returned once and stored only as a hash."""
-        secret = "arb_" + secrets.token_urlsafe(32)
-        row = ApiKeyRow(
-            id="key_" + secrets.token_hex(6),
-            name=name,
-            key_hash=hash_key(secret),
-            scopes=sorted(set(scopes)),
-            created_at=utcnow(),
-        )
-        with Session(self.engine, expire_on_commit=False) as s:
-            s.add(row)
-            s.commit()
-        return row, secret
-
-    def key_for_secret(self, *, secret: str) -> ApiKeyRow | None:
-        with Session(self.engine) as s:
-            row = s.exec(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(secret))).first()
-            return row if row is not None and row.revoked_at is None else None
-
-    def key_by_id(self, *, key_id: str) -> ApiKeyRow | None:
-        with Session(self.engine) as s:
-            row = s.get(ApiKeyRow, key_id)
-            return row if row is not None and row.revoked_at is None else None
-
-    # -- web sessions --
-    def create_session(self, *, key_id: str, hours: int = 8) -> tuple[str, str]:
-        """A new session: (token for the cookie, CSRF token for forms)."""
-        token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
-        now = utcnow()
-        with Session(self.engine) as s:
-            s.add(
-                UiSession(
-                    token_hash=hash_key(token),
-                    key_id=key_id,
-                    csrf=csrf,
-                    created_at=now,
-                    expires_at=now + timedelta(hours=hours),
-                )
-            )
-            s.commit()
-        return token, csrf
-
-    def session(self, *, token: str) -> UiSession | None:
-        with Session(self.engine) as s:
-            row = s.get(UiSession, hash_key(token))
-        if row is None:
-            return None
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
-        return row if expires > utcnow() else None
-
-    def end_session(self, *, token: str) -> None:
-        with Session(self.engine) as s:
-            row = s.get(UiSession, hash_key(token))
-            if row is not None:
-                s.delete(row)
-                s.commit()
-
-    def key_count(self) -> int:
-        with Session(self.engine) as s:
-            return len(s.exec(select(ApiKeyRow.id)).all())
-
-
-class NullStore(Store):
+class NullDecisionLog(DecisionLog):
     """Benchmarks only (ARBITER_UNSAFE_NULL_LOG=1): decisions are hashed but not written,
     to measure what the durable log costs. Never use it to serve: decisions would be lost."""
 

@@ -1,0 +1,66 @@
+"""Spec versions: every version ever loaded, with its exact text."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlmodel import col, select
+
+from service.log.db import Database
+from service.log.models import SpecVersionRow, utcnow
+
+
+class SpecVersionStore:
+    """The stored spec versions (kept forever)."""
+
+    def __init__(self, *, db: Database):
+        self.db = db
+
+    def record(
+        self,
+        *,
+        sha256: str,
+        kind: str,
+        name: str,
+        version: str,
+        rollout: str,
+        text: str,
+        parameters: dict[str, Any],
+        effective_from: Any,
+    ) -> None:
+        """Keep a spec version forever; refresh last_seen when it is seen again."""
+        now = utcnow()
+        with self.db.session() as s:
+            row = s.get(SpecVersionRow, sha256)
+            if row is None:
+                row = SpecVersionRow(
+                    sha256=sha256,
+                    kind=kind,
+                    name=name,
+                    version=version,
+                    rollout=rollout,
+                    text=text,
+                    parameters=parameters,
+                    effective_from=effective_from,
+                    first_seen=now,
+                    last_seen=now,
+                )
+            else:
+                row.last_seen = now
+            s.add(row)
+            s.commit()
+
+    def of_kind(self, *, kind: str) -> list[SpecVersionRow]:
+        """Every stored version of a kind, newest first."""
+        with self.db.session() as s:
+            return list(
+                s.exec(
+                    select(SpecVersionRow)
+                    .where(SpecVersionRow.kind == kind)
+                    .order_by(col(SpecVersionRow.first_seen).desc())
+                ).all()
+            )
+
+    def get(self, *, sha256: str) -> SpecVersionRow | None:
+        with self.db.session() as s:
+            return s.get(SpecVersionRow, sha256)
