@@ -8,18 +8,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from jinja2 import StrictUndefined
-from jinja2.sandbox import SandboxedEnvironment
+from service.llm.sandbox import sandbox
 
 if TYPE_CHECKING:
     from service.specs.loader import Spec
-
-
-def sandbox() -> SandboxedEnvironment:
-    """A Jinja2 environment that can't reach Python internals and fails on unknown names."""
-    return SandboxedEnvironment(
-        undefined=StrictUndefined, autoescape=False, keep_trailing_newline=True
-    )
 
 
 @dataclass(frozen=True)

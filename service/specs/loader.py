@@ -21,7 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from service.errors import SpecError
 from service.kinds.base import ParametersBase
 from service.kinds.registry import KINDS
-from service.llm.prompts import sandbox
+from service.llm.sandbox import sandbox
 
 CLAUSE_HEADING = re.compile(r"^##\s+([A-Z]{1,3}\d{1,3}[a-z]?)\b[ \t]*(.*)$")
 H2 = re.compile(r"^##\s+(.*)$")
