@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from datetime import date
+from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
@@ -46,8 +46,45 @@ Money = Annotated[
 ]
 """A non-negative amount with at most two decimals; JSON numbers are refused."""
 
-Timestamp = Annotated[AwareDatetime, Strict(False)]
-"""An ISO 8601 time with a zone, from its JSON string."""
+EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
+LATEST = datetime(3000, 1, 1, tzinfo=UTC)
+
+
+def to_utc(value: datetime) -> datetime:
+    """The same instant in UTC; the policies count days and dates in UTC."""
+    if value.utcoffset() is None:
+        raise ValueError("a time must carry its zone (Z or an offset such as +02:00)")
+    return value.astimezone(UTC)
+
+
+def _utc_timestamp(value: datetime) -> datetime:
+    try:
+        utc = to_utc(value)
+    except OverflowError:  # year 1 or 9999 pushed across the calendar's edge
+        utc = LATEST  # out of range either way
+    if not EARLIEST <= utc < LATEST:
+        raise ValueError("a time must be between 1970 and 2999 (UTC)")
+    return utc
+
+
+def utc_day(value: datetime) -> date:
+    """The UTC calendar date of an aware time, whatever offset it was written with."""
+    return to_utc(value).date()
+
+
+Timestamp = Annotated[
+    AwareDatetime,
+    Strict(False),
+    AfterValidator(_utc_timestamp),
+    WithJsonSchema(
+        {
+            "type": "string",
+            "format": "date-time",
+            "description": "ISO 8601 with Z or an offset; read as the UTC instant (1970-2999).",
+        }
+    ),
+]
+"""An ISO 8601 time with a zone, from its JSON string, held as the same instant in UTC."""
 Day = Annotated[date, Strict(False)]
 """An ISO 8601 date, from its JSON string."""
 

@@ -8,7 +8,6 @@ from decimal import Decimal
 from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AwareDatetime,
     BeforeValidator,
     Field,
     RootModel,
@@ -26,6 +25,7 @@ from service.kinds.base import (
     Timestamp,
     UntrustedText,
     VerdictBase,
+    utc_day,
 )
 from service.kinds.common import Count, Customer, Line, Sku, Tag, message_problems
 
@@ -287,7 +287,7 @@ class ExceptionVerdict(VerdictBase):
     action: Action
     hold: bool = Field(description="Keep the order on hold until someone acts.")
     tags: list[Tag] = Field(default_factory=list, max_length=20)
-    retry_at: Annotated[AwareDatetime | None, BeforeValidator(_empty_none)] = Field(
+    retry_at: Annotated[Timestamp | None, BeforeValidator(_empty_none)] = Field(
         default=None, description="retry_payment: when to retry (UTC)."
     )
     suggestion_id: str | None = Field(
@@ -533,7 +533,7 @@ def _shortfall(
 ) -> tuple[ExceptionVerdict, bool]:
     d = case.details
     judgement = bool(case.customer_comment) or bool(d.alternatives)
-    placed = case.order.placed_at.date()
+    placed = utc_day(case.order.placed_at)
     short = {s.sku: s.quantity_short for s in d.short_lines}
     others_ship = any(ln.quantity > short.get(ln.sku, 0) for ln in case.order.lines)
     if d.restock_eta is not None and (d.restock_eta - placed).days <= p.max_backorder_days:
@@ -680,7 +680,7 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
         return ["escalated to a person (E9/E11)"] if verdict.action == "escalate" else []
 
     def reference_date(self, case: ExceptionCase) -> date:
-        return case.root.order.placed_at.date()
+        return utc_day(case.root.order.placed_at)
 
     def case_value(self, case: ExceptionCase) -> Decimal:
         value: Decimal = case.root.order.value

@@ -27,6 +27,7 @@ from service.kinds.base import (
     UntrustedText,
     VerdictBase,
     cents,
+    utc_day,
 )
 from service.kinds.common import Count, Customer, Line, Sku, message_problems
 
@@ -270,7 +271,7 @@ def _facts(case: ReturnCase, p: ReturnParameters) -> list[ItemFacts]:
         refundable = max(
             Decimal("0.00"), paid - sum((pr.refunded_amount for pr in prior), Decimal(0))
         )
-        days = (case.request.requested_at.date() - delivered.date()).days if delivered else None
+        days = (utc_day(case.request.requested_at) - utc_day(delivered)).days if delivered else None
         insp = case.inspected(it.sku)
         condition = insp.condition if insp else it.condition
         fault = it.reason in FAULT_REASONS
@@ -582,7 +583,7 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
         return verdict.outcome
 
     def reference_date(self, case: ReturnCase) -> date:
-        return case.order.placed_at.date()
+        return utc_day(case.order.placed_at)
 
     def case_value(self, case: ReturnCase) -> Decimal:
         return sum(

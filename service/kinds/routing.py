@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from service.kinds.base import Check, DecisionKind, Guarded, VerdictBase
+from service.kinds.base import Check, DecisionKind, Guarded, VerdictBase, utc_day
 from service.routing.models import (
     RoutingCase,
     RoutingParameters,
@@ -247,7 +247,7 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
         return verdict.plan_id or "cannot_fulfil"
 
     def reference_date(self, case: RoutingCase) -> date:
-        return case.order.placed_at.date()
+        return utc_day(case.order.placed_at)
 
     def subjects(self, case: RoutingCase) -> tuple[str | None, str | None]:
         return case.order.id, None

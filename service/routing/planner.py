@@ -8,6 +8,7 @@ from datetime import date, datetime, timedelta
 from decimal import Decimal
 from itertools import combinations
 
+from service.kinds.base import utc_day
 from service.routing.models import (
     CarrierOption,
     Location,
@@ -106,9 +107,9 @@ def add_business_days(day: date, n: int, holidays: set[date]) -> date:
 
 
 def ship_date(placed_at: datetime, location: Location, holidays: set[date]) -> date:
-    """When a location can hand the parcel over: placed time plus backlog, on a business day."""
+    """When a location can hand the parcel over: placed time plus backlog, on a UTC business day."""
     return business_day_on_or_after(
-        (placed_at + timedelta(hours=location.backlog_hours)).date(), holidays
+        utc_day(placed_at + timedelta(hours=location.backlog_hours)), holidays
     )
 
 
