@@ -3,27 +3,41 @@
 from __future__ import annotations
 
 import asyncio
+import base64
+import hashlib
 import logging
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from typing import Any
 from urllib.parse import quote
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
 from service.api import audit, decisions, health, reviews, specs, ui
 from service.errors import ArbiterError, validation_details
+from service.http import ResponseHeaders
 from service.kinds.registry import KINDS
-from service.limits import BodyLimits, RateLimiter
+from service.limits import BodyLimits, build_limiter
 from service.llm.client import LLMClient
 from service.services import build_services, start_shadow
 from service.settings import Settings, get_settings, redact_url
 
 log = logging.getLogger("arbiter")
+
+
+def text_position(doc: Any, offset: Any) -> str:
+    """A character offset into a document as "line L, column C" (both from 1)."""
+    text = doc if isinstance(doc, str) else bytes(doc or b"").decode("utf-8", "replace")
+    pos = offset if isinstance(offset, int) else 0
+    line, line_start = text.count("\n", 0, pos) + 1, text.rfind("\n", 0, pos) + 1
+    return f"line {line}, column {pos - line_start + 1}"
 
 
 def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None) -> FastAPI:
@@ -37,6 +51,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
         app.state.settings = settings
         app.state.services = services
         app.state.engine = engine
+        app.state.limiter = limiter = build_limiter(settings)
         start_shadow(services)
         watcher = (
             asyncio.create_task(engine.registry.watch(settings.spec_poll_s))
@@ -45,9 +60,11 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
         )
         mode = "LLM enabled" if engine.llm else "LLM disabled: rules only"
         log.info("arbiter ready on %s (%s)", redact_url(settings.db_url()), mode)
+        log.info("rate limit: %s", await limiter.describe())
         try:
             yield
         finally:
+            await limiter.aclose()
             if watcher is not None:
                 watcher.cancel()
             await services.aclose()
@@ -57,17 +74,35 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
         version=__version__,
         lifespan=lifespan,
         description="Decision API for order operations.",
+        docs_url=None,  # served below, with a CSP that admits only its own script
+        redoc_url=None,
     )
-    app.state.limiter = RateLimiter(settings.rate_limit_per_minute)
     app.add_middleware(
         BodyLimits, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
     )
+    app.add_middleware(ResponseHeaders)  # outermost: every response, errors too
     app.include_router(decisions.build_router(KINDS))
     app.include_router(reviews.router)
     app.include_router(audit.router)
     app.include_router(specs.router)
     app.include_router(health.router)
     app.include_router(ui.router)
+
+    @app.get("/docs", include_in_schema=False)
+    async def _docs() -> Response:
+        page = get_swagger_ui_html(openapi_url="/openapi.json", title="Arbiter - API")
+        scripts = re.findall(r"<script>(.*?)</script>", bytes(page.body).decode(), re.S)
+        hashes = " ".join(
+            "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+            for s in scripts
+        )
+        cdn = "https://cdn.jsdelivr.net"
+        page.headers["content-security-policy"] = (
+            f"default-src 'none'; script-src {cdn} {hashes}; style-src {cdn}; "
+            "img-src https://fastapi.tiangolo.com data:; connect-src 'self'; "
+            "frame-ancestors 'none'; base-uri 'none'"
+        )
+        return page
 
     @app.get("/", include_in_schema=False)
     async def _root() -> RedirectResponse:
@@ -91,24 +126,28 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
         errors = list(exc.errors())
-        if any(e.get("type") == "json_invalid" for e in errors):
+        bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+        if bad_json is not None:
+            where = text_position(exc.body, bad_json["loc"][-1])
+            why = bad_json.get("ctx", {}).get("error", "not JSON")
             return JSONResponse(
                 {
                     "error": {
                         "code": "bad_request",
-                        "message": "the body is not valid JSON",
-                        "details": validation_details(errors),
+                        "message": f"the body is not valid JSON: {why} at {where}",
+                        "details": [{"field": where, "reason": why}],
                     }
                 },
                 status_code=400,
             )
         details = validation_details(errors)
-        first = details[0] if details else {"field": "(body)", "reason": "invalid"}
+        first = details[0] if details else {"field": "$", "reason": "invalid"}
+        name = "$ (the whole JSON body)" if first["field"] == "$" else first["field"]
         return JSONResponse(
             {
                 "error": {
                     "code": "validation_error",
-                    "message": f"{first['field']}: {first['reason']}",
+                    "message": f"{name}: {first['reason']}",
                     "details": details,
                 }
             },

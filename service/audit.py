@@ -62,6 +62,7 @@ def decision_detail(
         "guardrails_version": row.guardrails_version,
         "caller": row.caller,
         "idempotency_key": row.idempotency_key,
+        "request_id": row.request_id,
         "shadow_of": row.shadow_of,
         "supersedes": row.supersedes,
         "order_id": row.order_id,

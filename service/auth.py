@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCOPES = frozenset({"decide", "audit", "audit:pii", "review", "admin"})
+SCOPES = frozenset({"decide", "audit", "audit:pii", "review", "policy:read", "metrics", "admin"})
+POLICY_READERS = ("policy:read", "audit", "review")
+"""Scopes that may read policy text (policies name fraud thresholds): not `decide` alone."""
 
 
 @dataclass(frozen=True)
@@ -13,6 +15,9 @@ class Caller:
 
     key_id: str
     scopes: frozenset[str]
+
+    def has_any(self, scopes: tuple[str, ...]) -> bool:
+        return any(self.has(s) for s in scopes)
 
     def has(self, scope: str) -> bool:
         """admin holds every scope; audit:pii includes audit."""

@@ -45,10 +45,11 @@ def serve(
     """Start the HTTP service; on first start, create and print an admin key."""
     import uvicorn
 
+    from service.http import configure_logging
     from service.services import build_services
 
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    configure_logging()  # every line carries [request id]; arbiter.access logs each request
     logging.getLogger("alembic").setLevel(logging.WARNING)
     stores = build_services(settings, engine=False).stores
     if stores.keys.count() == 0:
@@ -65,6 +66,12 @@ def serve(
         port=port or settings.port,
         workers=workers,
         log_level="info",
+        log_config=None,  # keep configure_logging's format and request-id filter
+        access_log=False,  # arbiter.access logs each request, with its request id
+        # behind a TLS-terminating proxy: trust its X-Forwarded-Proto/For, so the request's
+        # scheme is https and the session cookie is Secure (ARBITER_FORWARDED_ALLOW_IPS)
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
     )
 
 
@@ -479,19 +486,33 @@ def eval_add_from_log(
         Path | None,
         typer.Option(help="Suite file to append to (default: evals/<kind>/from-log.yaml)"),
     ] = None,
+    include_pii: Annotated[
+        bool,
+        typer.Option(
+            "--include-pii", help="Copy names, addresses, e-mails, phones, comments unmasked"
+        ),
+    ] = False,
 ) -> None:
-    """Turn a logged (possibly human-reviewed) decision into an eval case."""
+    """Turn a logged (possibly human-reviewed) decision into an eval case; personal data
+    is masked unless --include-pii (suites are committed to the repository)."""
     from service.evals.fromlog import add_from_log
     from service.services import build_services
 
     stores = build_services(get_settings(), engine=False).stores
     try:
-        path, case_id, expected = add_from_log(stores.log, decision_id, _evals_root(), suite)
+        path, case_id, expected, masked = add_from_log(
+            stores.log, decision_id, _evals_root(), suite, include_pii=include_pii
+        )
     except ArbiterError as exc:
         _fail(exc.message, 2)
     finally:
         stores.close()
     out.print(f"added case {case_id} to {path} expecting outcome {expected!r}")
+    if masked:
+        out.print(
+            f"masked {len(masked)} field(s) of personal data ({', '.join(masked)}); "
+            "--include-pii copies them as logged"
+        )
 
 
 @app.command()

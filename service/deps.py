@@ -10,7 +10,7 @@ from fastapi import Depends, Request
 
 from service.auth import Caller
 from service.engine import Engine
-from service.errors import Forbidden, RateLimited, Unauthenticated
+from service.errors import Forbidden, RateLimited, Unauthenticated, UnsupportedMediaType
 from service.kinds.registry import AnyKind
 from service.limits import RateLimiter
 from service.log.decisions import DecisionLog
@@ -85,7 +85,7 @@ async def get_caller(request: Request, keys: KeysDep) -> Caller:
     if row is None:
         raise Unauthenticated("unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     limiter: RateLimiter = request.app.state.limiter
-    wait = limiter.take(row.id)
+    wait = await limiter.take(row.id)
     if wait > 0:
         request.app.state.engine.metrics.count("rate_limited")
         raise RateLimited(
@@ -98,14 +98,40 @@ async def get_caller(request: Request, keys: KeysDep) -> Caller:
 CallerDep = Annotated[Caller, Depends(get_caller)]
 
 
-def require(scope: str) -> Callable[[Caller], Awaitable[Caller]]:
-    """A dependency that lets through only callers holding `scope` (or admin)."""
+async def metrics_reader(request: Request, keys: KeysDep) -> None:
+    """With ARBITER_METRICS_REQUIRE_KEY, /metrics needs a key with the `metrics` scope."""
+    if request.app.state.settings.metrics_require_key:
+        await require("metrics")(await get_caller(request, keys))
+
+
+async def json_body(request: Request) -> None:
+    """415 unless the request says its body is JSON (any case, any parameters)."""
+    sent = request.headers.get("content-type", "")
+    media = sent.split(";", 1)[0].strip().lower()
+    if media != "application/json" and not (
+        media.startswith("application/") and media.endswith("+json")
+    ):
+        got = f"got {sent!r}" if sent else "no Content-Type was sent"
+        raise UnsupportedMediaType(
+            f"send the body as JSON with the header 'Content-Type: application/json' ({got})",
+            details={"expected": "application/json", "got": sent or None},
+        )
+
+
+def require(scope: str, *others: str) -> Callable[[Caller], Awaitable[Caller]]:
+    """A dependency that lets through only callers holding `scope` or one of `others`
+    (or admin)."""
+    scopes = (scope, *others)
 
     async def check(caller: CallerDep) -> Caller:
-        if not caller.has(scope):
+        if not caller.has_any(scopes):
+            wanted = " or ".join(repr(s) for s in scopes)
             raise Forbidden(
-                f"this API key lacks the {scope!r} scope",
-                details={"required": scope, "held": sorted(caller.scopes)},
+                f"this API key lacks the {wanted} scope",
+                details={
+                    "required": scope if not others else list(scopes),
+                    "held": sorted(caller.scopes),
+                },
             )
         return caller
 

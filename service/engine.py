@@ -171,6 +171,7 @@ class Engine:
         pin_sha: str | None = None,
         pin_version: str | None = None,
         deadline_s: float | None = None,
+        request_id: str | None = None,
     ) -> tuple[str, bool]:
         """The envelope as JSON text, and whether it is an idempotent replay.
 
@@ -227,6 +228,7 @@ class Engine:
                 caller=caller,
                 idempotency_key=idempotency_key,
                 deadline_s=deadline_s,
+                request_id=request_id,
             )
             if row.fallback_reason == "overloaded" and self.settings.overload_mode == "reject":
                 raise Overloaded(
@@ -259,6 +261,7 @@ class Engine:
         idempotency_key: str | None = None,
         shadow_of: str | None = None,
         deadline_s: float | None = None,
+        request_id: str | None = None,
     ) -> DecisionRow:
         """Run the pipeline for a case under one spec version; the record is not yet written."""
         started = time.monotonic()
@@ -343,6 +346,7 @@ class Engine:
             usage=usage.as_dict(),
             latency_ms={"total": int((time.monotonic() - started) * 1000), "llm": llm_ms},
             shadow_of=shadow_of,
+            request_id=request_id,
             prev_hash="",
             hash="",
         )

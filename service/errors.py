@@ -44,6 +44,16 @@ class NotFound(ArbiterError):
     code = "not_found"
 
 
+class MethodNotAllowed(ArbiterError):
+    status = 405
+    code = "method_not_allowed"
+
+
+class UnsupportedMediaType(ArbiterError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class Conflict(ArbiterError):
     status = 409
     code = "conflict"
@@ -86,9 +96,16 @@ class ChainBroken(ArbiterError):
 
 
 def validation_details(errors: list[Any]) -> list[dict[str, str]]:
-    """Pydantic errors as [{field, reason}] with dotted field paths."""
+    """Pydantic errors as [{field, reason}] with dotted field paths; "$" is the whole body."""
     out = []
     for err in errors:
-        loc = [str(p) for p in err.get("loc", ()) if p not in ("body",)]
-        out.append({"field": ".".join(loc) or "(body)", "reason": str(err.get("msg", "invalid"))})
+        loc = list(err.get("loc", ()))
+        if loc and loc[0] in REQUEST_PARTS:
+            loc = loc[1:]  # "order.lines.0", not "body.order.lines.0"; "since", not "query.since"
+        out.append(
+            {"field": ".".join(map(str, loc)) or "$", "reason": str(err.get("msg", "invalid"))}
+        )
     return out
+
+
+REQUEST_PARTS = ("body", "query", "path", "header", "cookie")

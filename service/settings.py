@@ -52,6 +52,10 @@ class Settings(BaseSettings):
     max_body_bytes: int = Field(default=1_000_000, ge=1024)
     max_json_depth: int = Field(default=32, ge=4)
     rate_limit_per_minute: int = Field(default=1200, ge=0, description="per API key; 0 = off")
+    redis_url: str | None = Field(
+        default=None, description="redis://host:port/db: share the rate limit across processes"
+    )
+    redis_prefix: str = "arbiter:"
     idempotency_ttl_hours: int = Field(default=24, ge=24)
     database_url_file: Path | None = None
     unsafe_null_log: bool = Field(default=False, description="benchmarks only: log nothing")
@@ -63,6 +67,18 @@ class Settings(BaseSettings):
 
     host: str = "127.0.0.1"
     port: int = 8000
+    forwarded_allow_ips: str = Field(
+        default="127.0.0.1",
+        description="proxies whose X-Forwarded-Proto/For `arbiter serve` trusts (comma list)",
+    )
+    secure_cookies: bool = Field(
+        default=False, description="session cookies always Secure (production behind TLS)"
+    )
+    session_hours: int = Field(default=8, ge=1, le=24, description="a session's longest life")
+    session_idle_minutes: int = Field(default=30, ge=1, description="idle time that ends it")
+    metrics_require_key: bool = Field(
+        default=False, description="GET /metrics needs a key with the `metrics` scope"
+    )
 
     def db_url(self) -> str:
         """The database URL; ARBITER_DATABASE_URL_FILE keeps a password out of the env."""
@@ -86,7 +102,7 @@ class Settings(BaseSettings):
 
 def redact_url(url: str) -> str:
     """A database URL without its password, for logs and banners."""
-    return re.sub(r"://([^:/@]+):[^@]*@", r"://\1:***@", url)
+    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
 
 
 @lru_cache

@@ -108,6 +108,29 @@ def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return url
 
 
+REDIS_URL = os.environ.get("ARBITER_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture
+def redis_url() -> str:
+    """A Redis server for shared limits; skips (or fails with ARBITER_REQUIRE_REDIS=1)."""
+    why = None
+    try:
+        import redis
+    except ImportError:
+        why = "redis is not installed (pip install -e '.[dev]')"
+    else:
+        try:
+            redis.Redis.from_url(REDIS_URL, socket_connect_timeout=2).ping()
+        except Exception as exc:  # any failure means: no server here
+            why = f"no Redis at {REDIS_URL}: {exc}"
+    if why:
+        if os.environ.get("ARBITER_REQUIRE_REDIS") == "1":
+            pytest.fail(f"ARBITER_REQUIRE_REDIS=1 but {why}")
+        pytest.skip(why)
+    return REDIS_URL
+
+
 # --- settings and apps ----------------------------------------------------------------
 
 

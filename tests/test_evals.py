@@ -249,3 +249,38 @@ def test_shipped_suites_are_large_and_valid() -> None:
 def test_live_mode_needs_an_endpoint(evals_dir: Path, tmp_path: Path) -> None:
     r = CliRunner().invoke(cli, ["eval", "--mode", "live"])
     assert r.exit_code == 2 and "live mode needs" in r.output
+
+
+def test_add_from_log_masks_personal_data_unless_asked(evals_dir: Path) -> None:
+    engine = build_services(get_settings()).require_engine()
+    import asyncio
+
+    data = contract("returns.request")
+    data["customer"].update(email="ada.lovelace@example.com", phone="+44 20 7946 0958")
+    data["request"]["items"][0]["customer_comment"] = "Ada here, call me on 020 7946 0958."
+
+    async def seed() -> str:
+        case = engine.parse_case("returns", data)
+        return (await engine.decide(kind="returns", case=case, caller="t")).decision_id
+
+    decision = asyncio.run(seed())
+    engine.log.db.close()
+    added = CliRunner().invoke(cli, ["eval", "add-from-log", decision])
+    assert added.exit_code == 0, added.output
+    assert "masked" in added.output and "--include-pii" in added.output
+    suite = evals_dir / "returns" / "from-log.yaml"
+    text = suite.read_text()
+    for secret in ("ada.lovelace@example.com", "7946", "Ada here"):
+        assert secret not in text
+    case = yaml.safe_load(text)["cases"][0]
+    assert case["case"]["customer"]["email"] == "[masked]"
+    assert case["case"]["request"]["items"][0]["customer_comment"] == "[masked]"
+    result = run_suites(
+        settings=get_settings(), config=RunConfig(mode="rules"), suites=[load_suite(suite)]
+    )
+    assert result.summary["errors"] == 0  # a masked case is still a valid case
+
+    suite.unlink()
+    full = CliRunner().invoke(cli, ["eval", "add-from-log", decision, "--include-pii"])
+    assert full.exit_code == 0, full.output
+    assert "ada.lovelace@example.com" in suite.read_text()

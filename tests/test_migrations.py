@@ -16,7 +16,7 @@ def test_migrated_schema_matches_the_models(db_url: str) -> None:
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
         assert diff == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
     db.migrate()  # idempotent
     db.close()
 
@@ -24,7 +24,11 @@ def test_migrated_schema_matches_the_models(db_url: str) -> None:
 def test_a_database_made_before_migrations_is_stamped(tmp_path: object) -> None:
     url = f"sqlite:///{tmp_path}/old.db"
     db = Database(url=url)
-    SQLModel.metadata.create_all(db.engine)  # the pre-migration way
+    SQLModel.metadata.create_all(db.engine)  # the pre-migration way, schema 0001:
+    with db.engine.begin() as conn:  # without what later migrations add
+        conn.execute(text("DROP INDEX ix_decisions_request_id"))
+        conn.execute(text("ALTER TABLE decisions DROP COLUMN request_id"))
     db.migrate()
+    assert "request_id" in {c["name"] for c in inspect(db.engine).get_columns("decisions")}
     assert "alembic_version" in inspect(db.engine).get_table_names()
     db.close()

@@ -12,6 +12,7 @@ from service.api.filters import IsoTime, ListFilters
 from service.audit import export_lines, stats
 from service.auth import Caller
 from service.deps import LogDep, require
+from service.limits import MAX_SEQ
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 AuditCaller = Annotated[Caller, Depends(require("audit"))]
@@ -21,8 +22,8 @@ AuditCaller = Annotated[Caller, Depends(require("audit"))]
 async def verify(
     log: LogDep,
     _: AuditCaller,
-    from_seq: Annotated[int | None, Query(ge=1)] = None,
-    to_seq: Annotated[int | None, Query(ge=1)] = None,
+    from_seq: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
+    to_seq: Annotated[int | None, Query(ge=1, le=MAX_SEQ)] = None,
 ) -> JSONResponse:
     """Walk the hash chain (or a seq range); name the first bad record. 409 when broken."""
     report = await anyio.to_thread.run_sync(lambda: log.verify(from_seq=from_seq, to_seq=to_seq))

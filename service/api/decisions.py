@@ -10,9 +10,10 @@ from fastapi.responses import Response
 from service.api.filters import ListFilters, decode_cursor, encode_cursor, summary
 from service.audit import decision_detail
 from service.auth import Caller
-from service.deps import EngineDep, LogDep, RegistryDep, require
+from service.deps import EngineDep, LogDep, RegistryDep, json_body, require
 from service.engine import DecisionResponse
-from service.errors import InvalidInput, NotFound
+from service.errors import InvalidInput, MethodNotAllowed, NotFound
+from service.http import current_request_id
 from service.kinds.registry import AnyKind
 
 DecideCaller = Annotated[Caller, Depends(require("decide"))]
@@ -65,12 +66,17 @@ def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[Response]]:
             pin_sha=spec_sha,
             pin_version=spec_version,
             deadline_s=deadline_ms / 1000 if deadline_ms else None,
+            request_id=current_request_id(),
         )
         headers = {"Idempotent-Replayed": "true"} if replayed else {}
         return Response(content=body, media_type="application/json", headers=headers)
 
     decide.__doc__ = f"Decide a {kind.name} case. {type(kind).__doc__ or ''}"
     return decide
+
+
+async def post_only() -> None:
+    raise MethodNotAllowed("a decision is asked for with POST", headers={"Allow": "POST"})
 
 
 def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
@@ -83,6 +89,14 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
             response_model=DecisionResponse,
             name=f"decide_{kind.name}",
             summary=f"Decide a {kind.name} case",
+            dependencies=[Depends(json_body)],
+        )
+        # before GET /decisions/{decision_id} would take it: a decide URL only takes POST
+        router.add_api_route(
+            f"/decisions/{kind.name}",
+            post_only,
+            methods=["GET", "PUT", "PATCH", "DELETE"],
+            include_in_schema=False,
         )
 
     @router.post("/decisions/{kind}", include_in_schema=False)

@@ -10,6 +10,7 @@ from fastapi import Query
 from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 
 from service.errors import InvalidInput
+from service.limits import MAX_SEQ, year_in_range
 from service.log.chain import parse_utc, utc_iso
 from service.log.decisions import DecisionFilter
 from service.log.models import DecisionRow
@@ -18,14 +19,14 @@ from service.log.models import DecisionRow
 def _iso(value: Any) -> Any:
     if isinstance(value, str):
         try:
-            return parse_utc(value)
+            value = parse_utc(value)
         except ValueError:
             raise ValueError(
                 "expected an ISO 8601 date or time, e.g. 2026-11-01T00:00:00Z"
             ) from None
     if not isinstance(value, datetime):
         raise ValueError("expected an ISO 8601 date or time")
-    return value
+    return year_in_range(value)
 
 
 IsoTime = Annotated[
@@ -68,9 +69,10 @@ def decode_cursor(cursor: str | None) -> int | None:
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
         kind, _, value = raw.partition(":")
-        if kind != "seq":
+        seq = int(value)
+        if kind != "seq" or not 0 < seq <= MAX_SEQ:
             raise ValueError
-        return int(value)
+        return seq
     except (ValueError, UnicodeDecodeError):
         raise InvalidInput(
             "cursor: not a cursor returned by this API",

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import anyio
-from fastapi import APIRouter
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
-from service.deps import EngineDep, ServicesDep
+from service.deps import EngineDep, ServicesDep, metrics_reader
 
 router = APIRouter(tags=["health"])
 
@@ -18,8 +18,8 @@ async def healthz() -> dict[str, str]:
 
 
 @router.get("/readyz")
-async def readyz(engine: EngineDep) -> JSONResponse:
-    """The database answers and every kind has a usable spec."""
+async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
+    """The database answers and every kind has a usable spec; how the rate limit is kept."""
     db = await anyio.to_thread.run_sync(engine.log.db.ping)
     specs = {k: bool(engine.registry.active_specs(k)) for k in engine.kinds}
     ready = db and all(specs.values())
@@ -28,11 +28,12 @@ async def readyz(engine: EngineDep) -> JSONResponse:
         "database": "ok" if db else "unavailable",
         "specs": {k: "ok" if ok else "no usable spec" for k, ok in specs.items()},
         "llm": "enabled" if engine.llm is not None else "disabled (rules only)",
+        "rate_limit": await request.app.state.limiter.describe(),
     }
     return JSONResponse(body, status_code=200 if ready else 503)
 
 
-@router.get("/metrics", response_class=PlainTextResponse)
+@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_reader)])
 async def metrics(engine: EngineDep, services: ServicesDep) -> str:
     """Prometheus counters and gauges; no ids, keys or personal data."""
     shadow = services.shadow

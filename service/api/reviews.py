@@ -6,12 +6,13 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Query
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, field_validator
 
 from service.api.filters import decode_cursor, encode_cursor, summary
 from service.audit import submit_review
 from service.auth import Caller
-from service.deps import KindsDep, LogDep, require
+from service.deps import KindsDep, LogDep, json_body, require
+from service.kinds.base import storable
 
 router = APIRouter(prefix="/v1", tags=["reviews"])
 ReviewCaller = Annotated[Caller, Depends(require("review"))]
@@ -22,6 +23,8 @@ class ReviewIn(BaseModel):
 
     verdict: dict[str, Any] | None = None
     note: str = Field(min_length=1, max_length=2000)
+
+    check_storable = field_validator("*", mode="after")(storable)
 
 
 @router.get("/reviews")
@@ -49,7 +52,7 @@ async def list_reviews(
     }
 
 
-@router.post("/decisions/{decision_id}/review", status_code=201)
+@router.post("/decisions/{decision_id}/review", status_code=201, dependencies=[Depends(json_body)])
 async def review(
     decision_id: str, body: ReviewIn, log: LogDep, kinds: KindsDep, caller: ReviewCaller
 ) -> dict[str, Any]:

@@ -5,25 +5,27 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Depends, Query
 
-from service.deps import CallerDep, EngineDep, LogDep, ServicesDep
+from service.auth import POLICY_READERS, Caller
+from service.deps import EngineDep, LogDep, ServicesDep, require
 from service.errors import NotFound
 from service.specs.rollout import rollout_report
 from service.specs.versions import diff_by_ref, version_detail
 
 router = APIRouter(prefix="/v1/specs", tags=["specs"])
+PolicyReader = Annotated[Caller, Depends(require(*POLICY_READERS))]
 
 
 @router.get("")
-async def list_specs(engine: EngineDep, _: CallerDep) -> dict[str, Any]:
+async def list_specs(engine: EngineDep, _: PolicyReader) -> dict[str, Any]:
     """Every spec file: live version, role, and errors refusing the file on disk."""
     return {"specs": engine.registry.status()}
 
 
 @router.get("/{kind}/versions")
 async def list_versions(
-    kind: str, engine: EngineDep, services: ServicesDep, _: CallerDep
+    kind: str, engine: EngineDep, services: ServicesDep, _: PolicyReader
 ) -> dict[str, Any]:
     """Every version of a kind ever loaded, newest first."""
     engine.kind(kind)
@@ -48,7 +50,7 @@ async def list_versions(
 
 
 @router.get("/{kind}/versions/{sha}")
-async def get_version(kind: str, sha: str, engine: EngineDep, _: CallerDep) -> dict[str, Any]:
+async def get_version(kind: str, sha: str, engine: EngineDep, _: PolicyReader) -> dict[str, Any]:
     """One version: text, parameters and clauses."""
     engine.kind(kind)
     return await anyio.to_thread.run_sync(lambda: version_detail(engine.registry, kind, sha))
@@ -58,7 +60,7 @@ async def get_version(kind: str, sha: str, engine: EngineDep, _: CallerDep) -> d
 async def diff(
     kind: str,
     engine: EngineDep,
-    _: CallerDep,
+    _: PolicyReader,
     from_: Annotated[
         str, Query(alias="from", description="sha (8+ chars), version label, or 'live'")
     ],
@@ -75,7 +77,7 @@ async def rollout(
     engine: EngineDep,
     log: LogDep,
     services: ServicesDep,
-    _: CallerDep,
+    _: PolicyReader,
     limit: Annotated[int, Query(ge=1, le=10_000)] = 1000,
 ) -> dict[str, Any]:
     """Agreement between the live version and the shadow or canary candidate."""

@@ -16,16 +16,27 @@ from pydantic import ValidationError
 
 from service.api.filters import ListFilters, decode_cursor, encode_cursor, summary
 from service.audit import decision_detail, stats, submit_review
-from service.auth import Caller
-from service.deps import KeysDep, KindsDep, LogDep, RegistryDep, ServicesDep, SessionsDep
+from service.auth import POLICY_READERS, Caller
+from service.deps import (
+    KeysDep,
+    KindsDep,
+    LogDep,
+    RegistryDep,
+    ServicesDep,
+    SessionsDep,
+    SettingsDep,
+)
 from service.errors import ArbiterError, Forbidden, validation_details
 from service.log.decisions import DecisionFilter
+from service.settings import Settings
 from service.specs.versions import diff_by_ref
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
 COOKIE = "arb_session"
+UI_SCOPES = frozenset({"audit", "audit:pii", "review", "policy:read", "admin"})
+"""Keys that may open a session (a decide-only key may not)."""
 LOGIN_CSRF = "arb_login_csrf"
 
 
@@ -33,12 +44,18 @@ class LoginRequired(Exception):
     """No valid session: the page redirects to the login form."""
 
 
-async def ui_caller(request: Request, sessions: SessionsDep, keys: KeysDep) -> tuple[Caller, str]:
+async def ui_caller(
+    request: Request, sessions: SessionsDep, keys: KeysDep, settings: SettingsDep
+) -> tuple[Caller, str]:
     """The caller behind the session cookie, and the session's CSRF token."""
     token = request.cookies.get(COOKIE)
     if not token:
         raise LoginRequired
-    sess = await anyio.to_thread.run_sync(lambda: sessions.get(token=token))
+    sess = await anyio.to_thread.run_sync(
+        lambda: sessions.get(
+            token=token, hours=settings.session_hours, idle_minutes=settings.session_idle_minutes
+        )
+    )
     if sess is None:
         raise LoginRequired
     key_id = sess.key_id
@@ -49,6 +66,13 @@ async def ui_caller(request: Request, sessions: SessionsDep, keys: KeysDep) -> t
 
 
 UiCaller = Annotated[tuple[Caller, str], Depends(ui_caller)]
+
+
+def secure_cookie(request: Request) -> bool:
+    """Secure when configured, or when the request came over https (behind a trusted proxy,
+    uvicorn --proxy-headers turns X-Forwarded-Proto into the request's scheme)."""
+    settings: Settings = request.app.state.settings
+    return settings.secure_cookies or request.url.scheme == "https"
 
 
 def page(
@@ -73,7 +97,7 @@ async def login_form(
         token,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=secure_cookie(request),
         max_age=3600,
     )
     return resp
@@ -84,6 +108,7 @@ async def login(
     request: Request,
     sessions: SessionsDep,
     keys: KeysDep,
+    settings: SettingsDep,
     api_key: Annotated[str, Form()],
     csrf: Annotated[str, Form()],
     next: Annotated[str, Form()] = "/ui/decisions",
@@ -91,9 +116,13 @@ async def login(
     if not secrets.compare_digest(request.cookies.get(LOGIN_CSRF, ""), csrf):
         return RedirectResponse("/ui/login?error=expired", status_code=303)
     key = await anyio.to_thread.run_sync(lambda: keys.by_secret(secret=api_key.strip()))
-    if key is None or not ({"audit", "audit:pii", "review", "admin"} & set(key.scopes)):
+    if key is None or not (UI_SCOPES & set(key.scopes)):
         return RedirectResponse("/ui/login?error=denied", status_code=303)
-    token, _ = await anyio.to_thread.run_sync(lambda: sessions.create(key_id=key.id))
+    token, _ = await anyio.to_thread.run_sync(
+        lambda: sessions.create(
+            key_id=key.id, hours=settings.session_hours, idle_minutes=settings.session_idle_minutes
+        )
+    )
     target = next if next.startswith("/ui/") else "/ui/decisions"
     resp = RedirectResponse(target, status_code=303)
     resp.set_cookie(
@@ -101,8 +130,8 @@ async def login(
         token,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
-        max_age=8 * 3600,
+        secure=secure_cookie(request),
+        max_age=settings.session_hours * 3600,
     )
     resp.delete_cookie(LOGIN_CSRF)
     return resp
@@ -120,9 +149,9 @@ async def logout(
     return resp
 
 
-def _need(caller: Caller, scope: str) -> None:
-    if not caller.has(scope):
-        raise Forbidden(f"your key lacks the {scope!r} scope")
+def _need(caller: Caller, *scopes: str) -> None:
+    if not caller.has_any(scopes):
+        raise Forbidden(f"your key lacks the {' or '.join(map(repr, scopes))} scope")
 
 
 @router.get("/decisions")
@@ -278,6 +307,7 @@ async def specs(
     request: Request, services: ServicesDep, registry: RegistryDep, kinds: KindsDep, who: UiCaller
 ) -> HTMLResponse:
     caller, csrf = who
+    _need(caller, *POLICY_READERS)
     versions = await anyio.to_thread.run_sync(
         lambda: {k: services.stores.spec_versions.of_kind(kind=k) for k in sorted(kinds)}
     )
@@ -303,6 +333,7 @@ async def spec_diff(
     to: Annotated[str, Query(max_length=64)] = "live",
 ) -> HTMLResponse:
     caller, csrf = who
+    _need(caller, *POLICY_READERS)
     try:
         d = await anyio.to_thread.run_sync(lambda: diff_by_ref(registry, kind, from_, to))
     except ArbiterError as exc:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
@@ -18,28 +19,41 @@ from pydantic import (
     Strict,
     StringConstraints,
     WithJsonSchema,
+    field_validator,
 )
+
+from service.limits import year_in_range
 
 CENT = Decimal("0.01")
 
 
-def _reject_float(value: Any) -> Any:
-    if isinstance(value, float):
-        raise ValueError('money must be a decimal string such as "129.00", not a JSON number')
-    if isinstance(value, bool):
-        raise ValueError("money must be a decimal string")
-    return value
+PLAIN_DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
+"""Money as text: ASCII digits, at most two decimals; no sign, exponent, "_" or spaces."""
+
+
+def _plain_money(value: Any) -> Any:
+    if isinstance(value, str):
+        if not PLAIN_DECIMAL.fullmatch(value):
+            raise ValueError(
+                'money must be a plain decimal string such as "129.00": digits 0-9, '
+                "at most two decimals, no sign, exponent, separator or space"
+            )
+        return value
+    if isinstance(value, Decimal) and value.is_finite():
+        return value  # computed in Python (fallbacks, repairs): bounded by the Field below
+    raise ValueError('money must be a decimal string such as "129.00", not a JSON number')
 
 
 def cents(value: Decimal) -> Decimal:
-    """Round a money amount to the cent, half up."""
-    return value.quantize(CENT, rounding=ROUND_HALF_UP)
+    """Round a money amount to the cent, half up (never a negative zero)."""
+    rounded = value.quantize(CENT, rounding=ROUND_HALF_UP)
+    return abs(rounded) if rounded == 0 else rounded
 
 
 Money = Annotated[
     Decimal,
     Strict(False),
-    BeforeValidator(_reject_float),
+    BeforeValidator(_plain_money),
     Field(ge=0, max_digits=14, decimal_places=2),
     AfterValidator(cents),
     WithJsonSchema({"type": "string", "pattern": r"^\d{1,12}(\.\d{1,2})?$"}),
@@ -85,8 +99,8 @@ Timestamp = Annotated[
     ),
 ]
 """An ISO 8601 time with a zone, from its JSON string, held as the same instant in UTC."""
-Day = Annotated[date, Strict(False)]
-"""An ISO 8601 date, from its JSON string."""
+Day = Annotated[date, Strict(False), AfterValidator(year_in_range)]
+"""An ISO 8601 date, from its JSON string, in the years 1970..2999."""
 
 UntrustedText = Annotated[
     str,
@@ -98,12 +112,50 @@ UntrustedText = Annotated[
 ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,3}\d{1,3}[a-z]?$")]
 
 
+MAX_INT = 2**53
+"""The largest integer a request may carry: exact in every JSON client and database."""
+
+
+def unstorable(value: Any) -> str | None:
+    """Why a request value cannot be stored and compared safely, or None.
+
+    PostgreSQL text cannot hold NUL; integers past 2**53 overflow date arithmetic, floats
+    and BIGINT columns. Lists and dicts (keys too) are walked; nested models check themselves.
+    """
+    stack = [value]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, str):
+            if "\x00" in node:
+                return "contains a NUL character (\\u0000), which text may not hold"
+        elif isinstance(node, int) and not isinstance(node, bool):
+            if abs(node) > MAX_INT:
+                return f"integer too large (at most {MAX_INT})"
+        elif isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, list | tuple | set | frozenset):
+            stack.extend(node)
+    return None
+
+
+def storable(value: Any) -> Any:
+    """A field validator: the value, or ValueError naming why it cannot be stored."""
+    problem = unstorable(value)
+    if problem:
+        raise ValueError(problem)
+    return value
+
+
 class StrictModel(BaseModel):
     """Base for request models: unknown fields are errors."""
 
     # strict: a JSON true is not a number, "3" is not a count; dates, times and money are
     # still read from their JSON strings (Timestamp, Day, Money below).
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, strict=True)
+
+    # every field, whatever its type: no NUL in text, no integer beyond 2**53
+    check_storable = field_validator("*", mode="after")(storable)
 
 
 class VerdictBase(BaseModel):
@@ -116,6 +168,8 @@ class VerdictBase(BaseModel):
     )
     rationale: str = Field(max_length=2000, description="Why, in one or two sentences.")
     confidence: float = Field(ge=0, le=1, description="How sure the decision is, 0 to 1.")
+
+    check_storable = field_validator("*", mode="after")(storable)  # LLM output is stored too
 
 
 class ParametersBase(BaseModel):

@@ -11,6 +11,8 @@ from service.log.models import DecisionRow
 
 GENESIS = "0" * 64
 UNHASHED = frozenset({"seq", "hash"})
+HASHED_WHEN_SET = frozenset({"request_id"})
+"""Columns added after records existed: hashed only when set, so older records still verify."""
 
 
 def utc_iso(ts: datetime) -> str:
@@ -30,6 +32,9 @@ def payload(row: DecisionRow) -> dict[str, Any]:
     """The hashed content of a record."""
     data = row.model_dump(exclude=set(UNHASHED))
     data["created_at"] = utc_iso(row.created_at)
+    for name in HASHED_WHEN_SET:
+        if data.get(name) is None:
+            data.pop(name, None)
     return data
 
 

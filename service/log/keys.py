@@ -58,10 +58,16 @@ class SessionStore:
     def __init__(self, *, db: Database):
         self.db = db
 
-    def create(self, *, key_id: str, hours: int = 8) -> tuple[str, str]:
-        """A new session: (token for the cookie, CSRF token for forms)."""
+    def create(
+        self, *, key_id: str, hours: int = 8, idle_minutes: int | None = None
+    ) -> tuple[str, str]:
+        """A new session: (token for the cookie, CSRF token for forms). It ends after
+        `hours`, or sooner after `idle_minutes` without a request (see get())."""
         token, csrf = secrets.token_urlsafe(32), secrets.token_urlsafe(24)
         now = utcnow()
+        ends = now + timedelta(hours=hours)
+        if idle_minutes is not None:
+            ends = min(ends, now + timedelta(minutes=idle_minutes))
         with self.db.session() as s:
             s.add(
                 UiSession(
@@ -69,19 +75,36 @@ class SessionStore:
                     key_id=key_id,
                     csrf=csrf,
                     created_at=now,
-                    expires_at=now + timedelta(hours=hours),
+                    expires_at=ends,
                 )
             )
             s.commit()
         return token, csrf
 
-    def get(self, *, token: str) -> UiSession | None:
+    def get(
+        self, *, token: str, hours: int = 8, idle_minutes: int | None = None
+    ) -> UiSession | None:
+        """A live session, its idle expiry moved on (at most once a minute, never past
+        `hours` after it began); None when it is unknown, idle too long, or too old."""
+        now = utcnow()
         with self.db.session() as s:
             row = s.get(UiSession, hash_key(token))
-        if row is None:
-            return None
-        expires = row.expires_at if row.expires_at.tzinfo else row.expires_at.replace(tzinfo=UTC)
-        return row if expires > utcnow() else None
+            if row is None:
+                return None
+            expires, created = (
+                t if t.tzinfo else t.replace(tzinfo=UTC) for t in (row.expires_at, row.created_at)
+            )
+            last = created + timedelta(hours=hours)
+            if expires <= now or last <= now:
+                return None
+            if idle_minutes is not None:
+                moved = min(last, now + timedelta(minutes=idle_minutes))
+                if moved - expires >= timedelta(minutes=1):
+                    row.expires_at = moved
+                    s.add(row)
+                    s.commit()
+                    s.refresh(row)
+            return row
 
     def end(self, *, token: str) -> None:
         with self.db.session() as s:

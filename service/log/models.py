@@ -62,6 +62,7 @@ class DecisionRow(SQLModel, table=True):
     latency_ms: dict[str, Any] = _json()
     shadow_of: str | None = Field(default=None, index=True, max_length=40)
     supersedes: str | None = Field(default=None, index=True, max_length=40)
+    request_id: str | None = Field(default=None, index=True, max_length=128)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
 
