@@ -25,7 +25,7 @@ from service.errors import ArbiterError, validation_details
 from service.http import ResponseHeaders
 from service.kinds.registry import KINDS
 from service.limits import BodyLimits, build_limiter
-from service.llm.client import LLMClient
+from service.llm.client import LLMClient, describe_probe, model_names
 from service.services import build_services, start_shadow
 from service.settings import Settings, get_settings, redact_url
 
@@ -58,7 +58,12 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
             if settings.spec_poll_s > 0
             else None
         )
-        mode = "LLM enabled" if engine.llm else "LLM disabled: rules only"
+        mode = "LLM disabled: rules only"
+        if engine.llm is not None:
+            probes = await engine.llm.probe(model_names(engine.registry.live_specs()), fresh=True)
+            for name, p in probes.items():
+                log.info("LLM %s: %s", name, describe_probe(p))
+            mode = "LLM " + "; ".join(f"{n} → {describe_probe(p)}" for n, p in probes.items())
         log.info("arbiter ready on %s (%s)", redact_url(settings.db_url()), mode)
         log.info("rate limit: %s", await limiter.describe())
         try:

@@ -211,7 +211,10 @@ def spec_lint(
     failed = 0
     for path in files:
         analysis = lint_file(
-            path, prompts_dir=settings.prompts_dir, token_budget=settings.prompt_token_budget
+            path,
+            prompts_dir=settings.prompts_dir,
+            token_budget=settings.prompt_token_budget,
+            settings=settings,
         )
         failed += not analysis.ok
         print(report(analysis))
@@ -394,7 +397,20 @@ def _print_summary(result: Any) -> None:
     t.add_row(
         "latency p50 / p95 ms", f"{s['latency_ms']['p50']:.0f} / {s['latency_ms']['p95']:.0f}"
     )
+    if result.config.mode != "rules":
+        mv = s["model_verdicts"]
+        t.add_row("model verdicts", " / ".join(f"{k.replace('_', ' ')} {v}" for k, v in mv.items()))
     out.print(t)
+    if result.config.mode != "rules":
+        per = Table("case", "model verdict", "source", "status", title="per case")
+        for c in result.cases:
+            per.add_row(
+                f"{c.suite}/{c.id}",
+                str(c.got.get("model_verdict", "-")),
+                str(c.got.get("source", "-")),
+                c.status,
+            )
+        out.print(per)
     tags = Table("tag", "cases", "agreement", title="by tag")
     for tag, row in s["by_tag"].items():
         tags.add_row(tag, str(row["cases"]), f"{row['agreement']:.0%}")

@@ -96,6 +96,12 @@ class ShadowSink(Protocol):
     def submit(self, *, kind: str, case: BaseModel, live_id: str, spec: Spec) -> bool: ...
 
 
+FALLBACK_CONFIDENCE = 0.5
+"""A fallback is a case the policy gives to the model's judgement, decided by rules instead
+(the model failed, was out of policy, or is disabled): its confidence is the rules' own,
+capped at 0.5. Rules are sure of the hard clauses they apply, not of the judgement."""
+
+
 def new_decision_id() -> str:
     return "dec_" + str(ULID())
 
@@ -288,6 +294,7 @@ class Engine:
                 response_model=k.llm_model(case, params),
                 models=spec.meta.model.for_value(k.case_value(case)),
                 deadline_s=deadline_s or self.settings.deadline_s,
+                many=k.allows_many_tool_calls,
             )
             attempts, usage, llm_ms = result.attempts, result.usage, result.latency_ms
             if result.verdict is None:
@@ -309,6 +316,8 @@ class Engine:
                             f"{params.review_confidence_below}"
                         )
         assert verdict is not None
+        if source == "fallback" and verdict.confidence > FALLBACK_CONFIDENCE:
+            verdict = verdict.model_copy(update={"confidence": FALLBACK_CONFIDENCE})
         review = list(dict.fromkeys([*review, *k.review_reasons(case, verdict, params)]))
         injection = screen(case.model_dump(mode="json"))
         if injection:

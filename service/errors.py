@@ -95,6 +95,67 @@ class ChainBroken(ArbiterError):
     code = "chain_broken"
 
 
+class LLMError(ArbiterError):
+    """A failure at the LLM seam. The engine turns it into a rules fallback, so callers never
+    see it; the record keeps its text (no key, no customer text) in `attempts.*.error`."""
+
+    status = 503
+    code = "llm_unavailable"
+
+    def __init__(self, message: str, *, model: str, details: Any = None):
+        super().__init__(message, details=details)
+        self.model = model
+
+
+class ModelAPIError(LLMError):
+    """A call to a model did not produce a response."""
+
+
+class ModelTimeout(ModelAPIError):
+    """The model did not answer within its share of the request deadline."""
+
+
+class ModelUnreachable(ModelAPIError):
+    """The endpoint could not be reached (DNS, refused connection, TLS)."""
+
+
+class ModelHTTPError(ModelAPIError):
+    """The endpoint answered 4xx or 5xx (in the style of pydantic-ai's ModelHTTPError)."""
+
+    def __init__(
+        self,
+        *,
+        status_code: int,
+        model: str,
+        body: str | None = None,
+        retry_after_s: float | None = None,
+    ):
+        self.status_code = status_code
+        self.body_excerpt = body
+        self.retry_after_s = retry_after_s
+        after = f", retry after {retry_after_s:g}s" if retry_after_s is not None else ""
+        super().__init__(
+            f"HTTP {status_code} from {model}{after}: {body or '(no body)'}", model=model
+        )
+
+    @property
+    def transient(self) -> bool:
+        """Worth retrying the same model: rate limited, overloaded or a server fault."""
+        return self.status_code in (408, 409, 429) or self.status_code >= 500
+
+
+class InvalidOutput(LLMError):
+    """The model answered, but not with a valid verdict, even after the one re-ask."""
+
+    def __init__(self, *, model: str, problems: list[str]):
+        self.problems = problems
+        super().__init__(f"{model}: invalid output: {'; '.join(problems)}", model=model)
+
+
+class ModelNotConfigured(LLMError):
+    """A policy names a model alias that the settings do not map to an endpoint."""
+
+
 def validation_details(errors: list[Any]) -> list[dict[str, str]]:
     """Pydantic errors as [{field, reason}] with dotted field paths; "$" is the whole body."""
     out = []

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
@@ -20,6 +21,54 @@ DEFAULT_PRICES: dict[str, tuple[Decimal, Decimal]] = {
     "gpt-4.1-mini": (Decimal("0.40"), Decimal("1.60")),
     "gpt-4.1": (Decimal("2.00"), Decimal("8.00")),
 }
+
+
+StructuredMode = Literal["tools", "json_schema", "json"]
+"""How a model is asked for structured output: a forced tool call, a JSON-schema
+`response_format` (OpenAI, vLLM, Ollama structured outputs), or JSON mode plus validation."""
+
+
+class ModelAlias(BaseModel):
+    """One name a policy may use (`primary: fast`): the provider model and where it is served."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: str = Field(description="the provider's model (or Azure deployment) name")
+    base_url: str | None = Field(default=None, description="default: ARBITER_LLM_BASE_URL")
+    api_key: SecretStr | None = Field(default=None, description="default: ARBITER_LLM_API_KEY")
+    api_key_file: Path | None = None
+    api_key_header: str | None = Field(
+        default=None, description="send the key in this header (Azure: api-key), not as Bearer"
+    )
+    api_version: str | None = Field(default=None, description="Azure: sent as ?api-version=")
+    mode: StructuredMode | None = Field(default=None, description="default: ARBITER_LLM_MODE")
+    price: tuple[Decimal, Decimal] | None = Field(
+        default=None, description="USD per 1M prompt / completion tokens (default: the table)"
+    )
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model name from a policy, resolved against the settings."""
+
+    alias: str
+    model: str
+    base_url: str | None
+    api_key: str | None
+    api_key_header: str | None
+    api_version: str | None
+    mode: StructuredMode
+    price: tuple[Decimal, Decimal]
+
+    @property
+    def endpoint(self) -> tuple[str | None, str | None, str | None, str | None]:
+        """What one HTTP client is built for (several aliases may share it)."""
+        return (self.base_url, self.api_key, self.api_key_header, self.api_version)
+
+    @property
+    def where(self) -> str:
+        """The endpoint for logs and /readyz: the base URL without credentials, never a key."""
+        return redact_url(self.base_url or "https://api.openai.com/v1")
 
 
 class Settings(BaseSettings):
@@ -35,6 +84,12 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_api_key_file: Path | None = None
+    llm_mode: StructuredMode = "tools"
+    llm_models: dict[str, ModelAlias] = Field(
+        default_factory=dict, description="JSON: alias -> {model, base_url, api_key, mode, ...}"
+    )
+    llm_probe_timeout_s: float = Field(default=2.0, gt=0, le=30)
+    llm_probe_ttl_s: float = Field(default=15.0, ge=0, description="how long a probe is reused")
     llm_prices: dict[str, tuple[Decimal, Decimal]] = Field(default_factory=lambda: DEFAULT_PRICES)
     llm_max_attempts: int = Field(default=3, ge=1, le=10)
     llm_backoff_max_s: float = Field(default=2.0, ge=0)
@@ -96,13 +151,44 @@ class Settings(BaseSettings):
 
     @property
     def llm_enabled(self) -> bool:
-        """The LLM is used only when a key or a base URL is configured."""
+        """The LLM is used only when a key, a base URL or a model alias is configured."""
+        return bool(self.llm_key() or self.llm_base_url or self.llm_models)
+
+    @property
+    def llm_default_endpoint(self) -> bool:
+        """Whether a model name that is no alias is served by ARBITER_LLM_BASE_URL/_API_KEY."""
         return bool(self.llm_key() or self.llm_base_url)
+
+    def resolve_model(self, name: str) -> ResolvedModel | None:
+        """An alias from ARBITER_LLM_MODELS, else the name itself on the default endpoint;
+        None when neither serves it."""
+        alias = self.llm_models.get(name)
+        if alias is None:
+            if not self.llm_default_endpoint:
+                return None
+            alias = ModelAlias(model=name)
+        if alias.api_key is not None:
+            key: str | None = alias.api_key.get_secret_value()
+        elif alias.api_key_file is not None:
+            key = alias.api_key_file.read_text().strip()
+        else:
+            key = self.llm_key()
+        price = alias.price or self.llm_prices.get(name) or self.llm_prices.get(alias.model)
+        return ResolvedModel(
+            alias=name,
+            model=alias.model,
+            base_url=alias.base_url or self.llm_base_url,
+            api_key=key,
+            api_key_header=alias.api_key_header,
+            api_version=alias.api_version,
+            mode=alias.mode or self.llm_mode,
+            price=price or (Decimal(0), Decimal(0)),
+        )
 
 
 def redact_url(url: str) -> str:
-    """A database URL without its password, for logs and banners."""
-    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url)
+    """A URL without its password or query string, for logs and banners."""
+    return re.sub(r"://([^:/@]*):[^@]*@", r"://\1:***@", url).split("?", 1)[0]
 
 
 @lru_cache

@@ -17,6 +17,7 @@ import respx
 
 from service.app import create_app
 from service.settings import PROJECT_ROOT, Settings
+from tests.fake_openai import FakeOpenAI, rules_answer
 
 FIXTURES = Path(__file__).parent / "fixtures"
 LLM_BASE = "http://llm.test/v1"
@@ -208,6 +209,25 @@ async def llm_api(api_factory: Callable[..., Any]) -> AsyncIterator[tuple[Api, r
         yield a, mock
         await a.client.aclose()
         await cm.__aexit__(None, None, None)
+
+
+@pytest.fixture
+def fake_llm() -> Iterator[FakeOpenAI]:
+    """A scripted OpenAI-compatible server on 127.0.0.1 (tests/fake_openai.py); unscripted
+    requests are answered like the rules would, schema-valid, for every kind."""
+    with FakeOpenAI(answer=rules_answer) as server:
+        yield server
+
+
+@pytest.fixture
+async def fake_api(
+    api_factory: Callable[..., Any], fake_llm: FakeOpenAI
+) -> AsyncIterator[tuple[Api, FakeOpenAI]]:
+    """The app with the LLM enabled against the loopback fake server."""
+    a, cm = await api_factory(llm=True, llm_base_url=fake_llm.base_url)
+    yield a, fake_llm
+    await a.client.aclose()
+    await cm.__aexit__(None, None, None)
 
 
 # --- OpenAI replies -------------------------------------------------------------------

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from service.deps import EngineDep, ServicesDep, metrics_reader
+from service.llm.client import describe_probe, model_names
 
 router = APIRouter(tags=["health"])
 
@@ -22,15 +25,23 @@ async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     """The database answers and every kind has a usable spec; how the rate limit is kept."""
     db = await anyio.to_thread.run_sync(engine.log.db.ping)
     specs = {k: bool(engine.registry.active_specs(k)) for k in engine.kinds}
-    ready = db and all(specs.values())
+    reasons = [] if db else ["database unavailable"]
+    reasons += [f"no usable {k} spec" for k, ok in specs.items() if not ok]
+    llm: Any = "disabled (rules only)"
+    if engine.llm is not None:
+        llm = await engine.llm.probe(model_names(engine.registry.live_specs()))
+        reasons += [
+            f"LLM {name}: {describe_probe(p)}" for name, p in llm.items() if p["status"] != "ok"
+        ]
     body = {
-        "status": "ready" if ready else "not_ready",
+        "status": "not_ready" if reasons else "ready",
         "database": "ok" if db else "unavailable",
         "specs": {k: "ok" if ok else "no usable spec" for k, ok in specs.items()},
-        "llm": "enabled" if engine.llm is not None else "disabled (rules only)",
+        "llm": llm,
+        "reasons": reasons,
         "rate_limit": await request.app.state.limiter.describe(),
     }
-    return JSONResponse(body, status_code=200 if ready else 503)
+    return JSONResponse(body, status_code=503 if reasons else 200)
 
 
 @router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_reader)])

@@ -11,6 +11,8 @@ from typing import Any
 
 import httpx
 
+from service.llm.client import current_alias
+
 current_case: contextvars.ContextVar[str | None] = contextvars.ContextVar("case", default=None)
 
 
@@ -18,12 +20,14 @@ class CassetteMissing(Exception):
     """No recording for this prompt and model: the prompt changed since recording."""
 
 
-def cassette_key(body: dict[str, Any]) -> str:
-    """sha256 of the messages sent (system, case, any re-ask), plus the model name."""
+def cassette_key(body: dict[str, Any], alias: str | None = None) -> str:
+    """sha256 of the messages sent (system, case, any re-ask), plus the model name as the
+    policy names it (an alias), so a recording replays without the alias settings."""
     prompt = json.dumps(
         body.get("messages", []), sort_keys=True, separators=(",", ":"), ensure_ascii=False
     )
-    model = re.sub(r"[^A-Za-z0-9._-]", "_", str(body.get("model", "unknown")))
+    name = alias or str(body.get("model", "unknown"))
+    model = re.sub(r"[^A-Za-z0-9._-]", "_", name)
     return f"{hashlib.sha256(prompt.encode()).hexdigest()[:32]}-{model}"
 
 
@@ -41,7 +45,8 @@ class CassetteTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         body = json.loads(request.content or b"{}")
-        key = cassette_key(body)
+        alias = current_alias.get()
+        key = cassette_key(body, alias)
         path = self.directory / f"{key}.json"
         if self.record:
             assert self.inner is not None
@@ -53,7 +58,9 @@ class CassetteTransport(httpx.AsyncBaseTransport):
                     json.dumps(
                         {
                             "key": key,
+                            "alias": alias,
                             "model": body.get("model"),
+                            "style": "tools" if body.get("tools") else "response_format",
                             "case": current_case.get(),
                             "response": json.loads(content),
                         },

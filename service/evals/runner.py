@@ -40,6 +40,21 @@ class CaseResult:
     expected: dict[str, Any] = field(default_factory=dict)
     got: dict[str, Any] = field(default_factory=dict)
     envelope: dict[str, Any] | None = None
+    model_verdict: str | None = None  # accepted | repaired | replaced | not_asked
+
+
+MODEL_VERDICTS = ("accepted", "repaired", "replaced", "not_asked")
+
+
+def model_verdict(env: dict[str, Any]) -> tuple[str, str | None]:
+    """What became of the model's verdict: accepted as is, repaired by a guardrail, replaced
+    by rules (with the fallback reason), or the model was not asked (rules decided alone)."""
+    if env["source"] == "llm":
+        repaired = any(c["status"] == "repaired" for c in env["checks"])
+        return ("repaired" if repaired else "accepted"), None
+    if env["source"] == "fallback" and env["fallback_reason"] != "llm_disabled":
+        return "replaced", env["fallback_reason"]
+    return "not_asked", None
 
 
 @dataclass
@@ -109,6 +124,7 @@ def summarise(cases: list[CaseResult]) -> dict[str, Any]:
         "latency_ms": {"p50": _pct(lat, 0.5), "p95": _pct(lat, 0.95)},
         "tokens_per_decision": round(statistics.fmean(tokens), 1) if tokens else 0,
         "cost_per_decision_usd": f"{cost / n:.6f}",
+        "model_verdicts": {v: sum(c.model_verdict == v for c in judged) for v in MODEL_VERDICTS},
         "by_tag": breakdown(lambda c: c.tags),
         "by_clause": breakdown(clauses),
     }
@@ -193,12 +209,15 @@ class Runner:
             )
             env = DecisionResponse.from_row(row).model_dump(mode="json")
             res.envelope = env
+            verdict_fate, why = model_verdict(env)
+            res.model_verdict = verdict_fate
             res.got = {
                 "outcome": env["outcome"],
                 "source": env["source"],
                 "fallback_reason": env["fallback_reason"],
                 "needs_review": env["needs_review"],
                 "cited_clauses": env["cited_clauses"],
+                "model_verdict": verdict_fate + (f" ({why})" if why else ""),
             }
             if self.transport is not None and self.transport.missing.get(f"{suite.suite}/{ec.id}"):
                 res.status = "needs_rerecording"

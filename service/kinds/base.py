@@ -216,6 +216,8 @@ class DecisionKind(ABC, Generic[C, V, P]):
     guardrails_version: ClassVar[str]
     clause_refs: ClassVar[frozenset[str]]
     """Clause ids that precheck, guard and fallback cite; every spec version must define them."""
+    allows_many_tool_calls: ClassVar[bool] = False
+    """Whether the model may answer with several calls of the offered tool (none does yet)."""
 
     @abstractmethod
     def precheck(self, case: C, params: P) -> V | None:

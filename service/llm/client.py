@@ -1,45 +1,55 @@
-"""Structured LLM calls: AsyncOpenAI + instructor, tenacity retries, deadline, model chain."""
+"""Structured LLM calls: the openai SDK per endpoint, tenacity retries, one re-ask, a deadline,
+the model chain, and readiness probes.
+
+Retries never stack: the SDK has `max_retries=0`; tenacity retries one HTTP request on
+transport failures (timeouts, unreachable, 408/409/429/5xx) with jittered backoff or the
+server's Retry-After, and never past the deadline; an invalid answer gets at most one
+re-ask (service/llm/parse.py); the whole step runs under one `asyncio.timeout`.
+"""
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
+import logging
 import time
-from collections.abc import Callable
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any
 
 import httpx
-import instructor
 import openai
-from instructor.core.exceptions import IncompleteOutputException, InstructorRetryException
-from instructor.core.hooks import Hooks
+import openai.resources.chat  # the SDK imports these lazily, on first use, which takes a
+import openai.resources.models  # second or more: at import, never inside a request deadline
 from pydantic import BaseModel
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    stop_after_delay,
-    wait_random_exponential,
-)
+from tenacity import AsyncRetrying, retry_if_exception, stop_after_attempt
 
+from service.errors import (
+    InvalidOutput,
+    LLMError,
+    ModelAPIError,
+    ModelHTTPError,
+    ModelNotConfigured,
+    ModelTimeout,
+    ModelUnreachable,
+)
 from service.llm.breaker import Breakers
+from service.llm.parse import InvalidReply, messages_for, parse_reply, reask_messages
+from service.llm.parse import request_options as structured_options
 from service.llm.prompts import Prompt
-from service.llm.usage import Attempt, Usage, total_usage
-from service.settings import Settings
+from service.llm.retry import is_transient, parse_retry_after, stop_at, wait_policy
+from service.llm.usage import Attempt, Usage, cost, total_usage
+from service.settings import ResolvedModel, Settings
 
-T = TypeVar("T", bound=BaseModel)
+if TYPE_CHECKING:
+    from service.specs.loader import Spec
 
-TRANSIENT = (
-    openai.APITimeoutError,
-    openai.APIConnectionError,
-    openai.RateLimitError,
-    openai.InternalServerError,
-)
+log = logging.getLogger("arbiter.llm")
 
+BODY_EXCERPT = 300
 
-class InvalidOutput(Exception):
-    """The model's output did not validate, even after the one re-ask."""
+current_alias: contextvars.ContextVar[str | None] = contextvars.ContextVar("alias", default=None)
+"""The policy's name for the model being called, while a request is sent (cassettes key on it)."""
 
 
 @dataclass
@@ -50,57 +60,125 @@ class LLMResult:
     model: str | None
     attempts: list[Attempt]
     usage: Usage
-    failure: str | None = None  # llm_timeout | llm_error | invalid_output
+    failure: str | None = None  # llm_timeout | llm_error | invalid_output | overloaded | ...
     latency_ms: int = 0
     errors: list[str] = field(default_factory=list)
+    verdicts: list[BaseModel] = field(default_factory=list)  # several, when `many` was allowed
 
 
-def _status(exc: BaseException) -> str:
-    if isinstance(exc, openai.APITimeoutError | TimeoutError | httpx.TimeoutException):
+class _NoRequestBodies(logging.Filter):
+    """The SDK logs each request's options, the whole prompt with the customer's text in it,
+    at DEBUG; keep the line, drop the body."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if str(record.msg).startswith("Request options"):
+            record.msg, record.args = "Request options: (not logged: may hold customer text)", ()
+        return True
+
+
+def quiet_sdk_logs() -> None:
+    """Install the filter once (idempotent)."""
+    sdk_log = logging.getLogger("openai._base_client")
+    if not any(isinstance(f, _NoRequestBodies) for f in sdk_log.filters):
+        sdk_log.addFilter(_NoRequestBodies())
+
+
+def build_http_client(settings: Settings) -> httpx.AsyncClient:
+    """The one pooled HTTP client every endpoint shares (the transport is swapped here)."""
+    return httpx.AsyncClient(
+        limits=httpx.Limits(
+            max_connections=settings.llm_pool_connections,
+            max_keepalive_connections=settings.llm_pool_connections,
+        ),
+        timeout=httpx.Timeout(settings.deadline_s, connect=settings.llm_connect_timeout_s),
+    )
+
+
+def build_sdk_client(model: ResolvedModel, http: httpx.AsyncClient) -> openai.AsyncOpenAI:
+    """An SDK client for one endpoint; the SDK never retries (tenacity does)."""
+    headers: dict[str, Any] = {}
+    if model.api_key_header:
+        headers = {model.api_key_header: model.api_key or "", "Authorization": openai.Omit()}
+    return openai.AsyncOpenAI(
+        api_key=model.api_key or "not-needed",
+        base_url=model.base_url,
+        max_retries=0,
+        http_client=http,
+        default_headers=headers or None,
+        default_query={"api-version": model.api_version} if model.api_version else None,
+    )
+
+
+def _excerpt(text: str | None) -> str | None:
+    if not text:
+        return None
+    text = " ".join(text.split())
+    return text[:BODY_EXCERPT] + ("…" if len(text) > BODY_EXCERPT else "")
+
+
+def typed_error(exc: Exception, model: str) -> LLMError:
+    """An SDK or transport exception as one of the seam's typed errors."""
+    if isinstance(exc, LLMError):
+        return exc
+    if isinstance(exc, openai.APITimeoutError | httpx.TimeoutException | TimeoutError):
+        return ModelTimeout(f"{model} did not answer in time", model=model)
+    if isinstance(exc, openai.APIStatusError):
+        headers = exc.response.headers
+        return ModelHTTPError(
+            status_code=exc.status_code,
+            model=model,
+            body=_excerpt(exc.response.text),
+            retry_after_s=parse_retry_after(headers.get("retry-after")),
+        )
+    if isinstance(exc, openai.APIConnectionError | httpx.TransportError):
+        return ModelUnreachable(
+            f"{model}: endpoint unreachable ({type(exc).__name__})", model=model
+        )
+    return ModelAPIError(f"{model}: {type(exc).__name__}", model=model)
+
+
+def _status(exc: LLMError) -> str:
+    if isinstance(exc, ModelTimeout):
         return "timeout"
-    if isinstance(exc, openai.RateLimitError):
-        return "rate_limited"
-    if isinstance(exc, openai.InternalServerError):
-        return "server_error"
+    if isinstance(exc, ModelHTTPError):
+        if exc.status_code == 429:
+            return "rate_limited"
+        return "server_error" if exc.status_code >= 500 else "http_error"
+    if isinstance(exc, ModelUnreachable):
+        return "unreachable"
     return "error"
+
+
+def model_names(specs: Iterable[Spec]) -> list[str]:
+    """Every model name (alias) the given specs may call."""
+    return sorted({n for spec in specs for n in spec.meta.model.names()})
+
+
+def describe_probe(p: dict[str, str]) -> str:
+    """e.g. "qwen2.5:7b at http://127.0.0.1:11434/v1 (json_schema): ok" — never a key."""
+    if "model" not in p:
+        return f"{p['status']} ({p.get('detail', '')})"
+    return f"{p['model']} at {p['endpoint']} ({p['mode']}): {p['status']}"
 
 
 def _raw_output(response: Any) -> str | None:
     try:
         msg = response.choices[0].message
         if msg.tool_calls:
-            return str(msg.tool_calls[0].function.arguments)
+            return "\n".join(str(c.function.arguments) for c in msg.tool_calls)
         return None if msg.content is None else str(msg.content)
     except (AttributeError, IndexError, TypeError):
         return None
 
 
-def _unwrap(exc: BaseException) -> BaseException:
-    """instructor wraps API errors in InstructorRetryException; get the API error back."""
-    if isinstance(exc, InstructorRetryException) and isinstance(exc.__cause__, openai.APIError):
-        return exc.__cause__
-    return exc
-
-
 class LLMClient:
-    """One per process: a pooled HTTP client, an instructor client, a concurrency bound."""
+    """One per process: a pooled HTTP client, an SDK client per endpoint, a concurrency bound."""
 
     def __init__(self, *, settings: Settings, http_client: httpx.AsyncClient | None = None):
         self.settings = settings
-        self._http = http_client or httpx.AsyncClient(
-            limits=httpx.Limits(
-                max_connections=settings.llm_pool_connections,
-                max_keepalive_connections=settings.llm_pool_connections,
-            ),
-            timeout=httpx.Timeout(settings.deadline_s, connect=settings.llm_connect_timeout_s),
-        )
-        self._openai = openai.AsyncOpenAI(
-            api_key=settings.llm_key() or "not-needed",
-            base_url=settings.llm_base_url,
-            max_retries=0,  # tenacity owns transport retries
-            http_client=self._http,
-        )
-        self._instructor = instructor.from_openai(self._openai, mode=instructor.Mode.TOOLS)
+        quiet_sdk_logs()
+        self._http = http_client or build_http_client(settings)
+        self._sdk: dict[tuple[str | None, ...], openai.AsyncOpenAI] = {}
         self._slots = asyncio.Semaphore(settings.llm_max_concurrency)
         self.breakers = Breakers(
             threshold=settings.breaker_threshold,
@@ -108,12 +186,26 @@ class LLMClient:
             cooldown_s=settings.breaker_cooldown_s,
         )
         self.in_flight = 0
+        self._probe_cache: tuple[float, dict[str, dict[str, str]]] | None = None
 
     async def aclose(self) -> None:
         await self._http.aclose()
 
+    def sdk(self, model: ResolvedModel) -> openai.AsyncOpenAI:
+        """The SDK client of `model`'s endpoint (built once, shared by its aliases)."""
+        client = self._sdk.get(model.endpoint)
+        if client is None:
+            client = self._sdk[model.endpoint] = build_sdk_client(model, self._http)
+        return client
+
     async def structured(
-        self, *, prompt: Prompt, response_model: type[T], models: list[str], deadline_s: float
+        self,
+        *,
+        prompt: Prompt,
+        response_model: type[BaseModel],
+        models: list[str],
+        deadline_s: float,
+        many: bool = False,
     ) -> LLMResult:
         """Ask the model chain for a `response_model`, within `deadline_s` seconds."""
         attempts: list[Attempt] = []
@@ -121,46 +213,46 @@ class LLMClient:
         started = time.monotonic()
         failure = "llm_error"
         if self._slots.locked():  # every slot busy: shed now rather than queue without bound
-            return self._result(
-                None,
-                None,
-                attempts,
-                started,
-                "overloaded",
-                [f"{self.settings.llm_max_concurrency} LLM calls in flight"],
-            )
-        open_models = [m for m in models if not self.breakers.allow(m)]
-        chain = [m for m in models if m not in open_models]
+            n = self.settings.llm_max_concurrency
+            return self._result([], None, attempts, started, "overloaded", [f"{n} LLM calls"])
+        resolved: list[ResolvedModel] = []
+        for name in models:
+            rm = self.settings.resolve_model(name)
+            if rm is None:
+                errors.append(str(ModelNotConfigured(f"{name}: no such alias", model=name)))
+            else:
+                resolved.append(rm)
+        open_models = [m.alias for m in resolved if not self.breakers.allow(m.alias)]
+        chain = [m for m in resolved if m.alias not in open_models]
         if not chain:
-            return self._result(
-                None,
-                None,
-                attempts,
-                started,
-                "circuit_open",
-                [f"circuit open for {', '.join(open_models)}"],
-            )
+            why = "circuit_open" if open_models else "llm_error"
+            if open_models:
+                errors.append(f"circuit open for {', '.join(open_models)}")
+            return self._result([], None, attempts, started, why, errors)
+        deadline = started + deadline_s
         try:
             async with asyncio.timeout(deadline_s), self._slots:
                 self.in_flight += 1
                 try:
-                    for model in chain:
+                    for rm in chain:
                         try:
-                            verdict = await self._with_retries(
-                                model, prompt, response_model, attempts, started + deadline_s
+                            verdicts = await self._ask(
+                                rm, prompt, response_model, attempts, deadline, many
                             )
                         except InvalidOutput as exc:
-                            self.breakers.success(model)  # it answered: the model is up
+                            self.breakers.success(rm.alias)  # it answered: the model is up
                             failure = "invalid_output"
-                            errors.append(f"{model}: {exc}")
+                            errors.append(exc.message)
                             continue
-                        except Exception as exc:  # any API failure moves down the chain
-                            self.breakers.failure(model)
-                            failure = "llm_timeout" if _status(exc) == "timeout" else "llm_error"
-                            errors.append(f"{model}: {type(exc).__name__}: {exc}")
+                        except LLMError as exc:  # any API failure moves down the chain
+                            self.breakers.failure(rm.alias)
+                            failure = (
+                                "llm_timeout" if isinstance(exc, ModelTimeout) else "llm_error"
+                            )
+                            errors.append(exc.message)
                             continue
-                        self.breakers.success(model)
-                        return self._result(verdict, model, attempts, started, None, errors)
+                        self.breakers.success(rm.alias)
+                        return self._result(verdicts, rm.model, attempts, started, None, errors)
                 finally:
                     self.in_flight -= 1
         except TimeoutError:
@@ -168,132 +260,202 @@ class LLMClient:
             errors.append(f"deadline of {deadline_s:.1f}s reached")
             for a in attempts:
                 if a.status == "pending":
-                    a.status, a.error = "timeout", "deadline reached"
-                    self.breakers.failure(a.model)
-        return self._result(None, None, attempts, started, failure, errors)
+                    a.status, a.error = "timeout", "ModelTimeout: the request deadline was reached"
+                    self.breakers.failure(a.alias or a.model)
+        return self._result([], None, attempts, started, failure, errors)
 
     def _result(
         self,
-        verdict: BaseModel | None,
+        verdicts: list[BaseModel],
         model: str | None,
         attempts: list[Attempt],
         started: float,
         failure: str | None,
         errors: list[str],
     ) -> LLMResult:
-        attempts[:] = [a for a in attempts if a.status != "pending"] + [
-            a for a in attempts if a.status == "pending"
-        ]
         for a in attempts:
             if a.status == "ok":
                 a.raw_output = None  # raw text is kept only for failed attempts
         return LLMResult(
-            verdict=verdict,
+            verdict=verdicts[0] if verdicts else None,
+            verdicts=verdicts,
             model=model,
             attempts=attempts,
-            usage=total_usage(attempts, self.settings.llm_prices),
+            usage=total_usage(attempts),
             failure=failure,
             latency_ms=int((time.monotonic() - started) * 1000),
             errors=errors,
         )
 
-    async def _with_retries(
+    async def _ask(
         self,
-        model: str,
+        rm: ResolvedModel,
         prompt: Prompt,
-        response_model: type[T],
+        response_model: type[BaseModel],
         attempts: list[Attempt],
         deadline: float,
-    ) -> T:
+        many: bool,
+    ) -> list[BaseModel]:
+        """One question to one model: the request, and at most one re-ask on invalid output."""
+        messages = messages_for(rm.mode, response_model, prompt.messages())
+        options = structured_options(rm.mode, response_model)
+        problems: list[str] = []
+        for reask in (False, True):
+            response = await self._send(rm, messages, options, attempts, deadline, reask)
+            try:
+                return parse_reply(response, mode=rm.mode, response_model=response_model, many=many)
+            except InvalidReply as exc:
+                a = attempts[-1]
+                a.status, a.error = "invalid_output", "InvalidOutput: " + "; ".join(exc.problems)
+                a.raw_output = _raw_output(response)
+                problems = exc.problems
+                if exc.truncated:  # the same question would be cut again
+                    break
+                messages = [
+                    *messages,
+                    *reask_messages(
+                        response, mode=rm.mode, response_model=response_model, hints=exc.hints
+                    ),
+                ]
+        raise InvalidOutput(model=rm.model, problems=problems)
+
+    async def _send(
+        self,
+        rm: ResolvedModel,
+        messages: list[dict[str, Any]],
+        options: dict[str, Any],
+        attempts: list[Attempt],
+        deadline: float,
+        reask: bool,
+    ) -> Any:
+        """One chat completion, retried on transport failures inside the deadline."""
         retrying = AsyncRetrying(
-            stop=stop_after_attempt(self.settings.llm_max_attempts)
-            | stop_after_delay(max(0.0, deadline - time.monotonic())),
-            wait=self._wait(deadline),
-            retry=retry_if_exception(lambda e: isinstance(e, TRANSIENT)),
+            stop=stop_after_attempt(self.settings.llm_max_attempts) | stop_at(deadline),
+            wait=wait_policy(backoff_max_s=self.settings.llm_backoff_max_s),
+            retry=retry_if_exception(is_transient),
             reraise=True,
         )
         async for attempt in retrying:
             with attempt:
-                return await self._once(model, prompt, response_model, attempts, deadline)
+                return await self._post(rm, messages, options, attempts, deadline, reask)
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _wait(self, deadline: float) -> Callable[[RetryCallState], float]:
-        """Jittered backoff; a 429's Retry-After is honoured when it fits the deadline."""
-        backoff = wait_random_exponential(
-            multiplier=min(0.1, self.settings.llm_backoff_max_s),
-            max=self.settings.llm_backoff_max_s,
-        )
-
-        def wait(state: RetryCallState) -> float:
-            exc = state.outcome.exception() if state.outcome else None
-            if isinstance(exc, openai.RateLimitError):
-                try:
-                    after = float(exc.response.headers.get("retry-after", ""))
-                except ValueError:
-                    after = 0.0
-                if after > 0:
-                    return min(after, max(0.0, deadline - time.monotonic()))
-            return float(backoff(state))
-
-        return wait
-
-    async def _once(
+    async def _post(
         self,
-        model: str,
-        prompt: Prompt,
-        response_model: type[T],
+        rm: ResolvedModel,
+        messages: list[dict[str, Any]],
+        options: dict[str, Any],
         attempts: list[Attempt],
         deadline: float,
-    ) -> T:
-        """One instructor call: one HTTP request, plus at most one re-ask on invalid output."""
-        hooks = Hooks()
-        clock: dict[str, float] = {}
-
-        def on_kwargs(*_a: Any, **_k: Any) -> None:
-            clock["t0"] = time.monotonic()
-            attempts.append(Attempt(model=model, status="pending"))
-
-        def elapsed() -> int:
-            return int((time.monotonic() - clock.get("t0", time.monotonic())) * 1000)
-
-        def on_response(response: Any) -> None:
-            a = attempts[-1]
-            usage = getattr(response, "usage", None)
-            a.status, a.latency_ms = "ok", elapsed()
-            a.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
-            a.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
-            a.raw_output = _raw_output(response)
-
-        def on_parse_error(error: Exception, **_k: Any) -> None:
-            attempts[-1].status = "invalid_output"
-            attempts[-1].error = str(error)[:2000]
-
-        def on_error(error: Exception, **_k: Any) -> None:
-            a = attempts[-1]
-            a.status, a.latency_ms, a.error = _status(error), elapsed(), str(error)[:500]
-
-        hooks.on("completion:kwargs", on_kwargs)
-        hooks.on("completion:response", on_response)
-        hooks.on("parse:error", on_parse_error)
-        hooks.on("completion:error", on_error)
+        reask: bool,
+    ) -> Any:
+        a = Attempt(
+            model=rm.model,
+            alias=rm.alias if rm.alias != rm.model else None,
+            status="pending",
+            reask=reask,
+        )
+        attempts.append(a)
+        t0 = time.monotonic()
+        token = current_alias.set(rm.alias)
         try:
-            result: T = await self._instructor.create(
-                model=model,
-                messages=prompt.messages(),  # type: ignore[arg-type]
-                response_model=response_model,
-                max_retries=1,
-                strict=False,  # Money fields are decimal strings; our validators stay strict
-                hooks=hooks,
+            response = await self.sdk(rm).chat.completions.create(
+                model=rm.model,
+                messages=messages,  # type: ignore[arg-type]
                 temperature=0,
                 timeout=max(0.05, deadline - time.monotonic()),
+                **options,
             )
-            return result
-        except IncompleteOutputException as exc:  # truncated (max tokens): invalid output
-            if attempts and attempts[-1].status == "ok":
-                attempts[-1].status, attempts[-1].error = "invalid_output", "output truncated"
-            raise InvalidOutput("the output was truncated") from exc
-        except InstructorRetryException as exc:
-            cause = _unwrap(exc)
-            if cause is not exc:
-                raise cause from None
-            raise InvalidOutput(str(exc)[:500]) from exc
+        except Exception as exc:
+            err = typed_error(exc, rm.model)
+            a.status, a.latency_ms = _status(err), int((time.monotonic() - t0) * 1000)
+            a.error = f"{type(err).__name__}: {err.message}"
+            if isinstance(err, ModelHTTPError):
+                a.http_status, a.retry_after_s = err.status_code, err.retry_after_s
+            raise err from None
+        finally:
+            current_alias.reset(token)
+        usage = getattr(response, "usage", None)
+        a.status, a.latency_ms, a.http_status = "ok", int((time.monotonic() - t0) * 1000), 200
+        a.prompt_tokens = int(getattr(usage, "prompt_tokens", 0) or 0)
+        a.completion_tokens = int(getattr(usage, "completion_tokens", 0) or 0)
+        a.cost_usd = cost(a.prompt_tokens, a.completion_tokens, rm.price)
+        return response
+
+    # --- readiness ------------------------------------------------------------------
+
+    async def probe(
+        self, names: Iterable[str], *, fresh: bool = False
+    ) -> dict[str, dict[str, str]]:
+        """Reach each alias's endpoint (list models, else a one-token call), bounded by
+        `llm_probe_timeout_s`; status is ok | unreachable | unauthorised | model missing |
+        not configured | error. Results are reused for `llm_probe_ttl_s`."""
+        names = sorted(set(names))
+        cached = self._probe_cache
+        ttl = self.settings.llm_probe_ttl_s
+        if (
+            not fresh
+            and cached
+            and time.monotonic() - cached[0] < ttl
+            and set(cached[1]) >= set(names)
+        ):
+            return {n: cached[1][n] for n in names}
+        resolved = {n: self.settings.resolve_model(n) for n in names}
+        listings: dict[tuple[str | None, ...], asyncio.Task[tuple[str, set[str] | None]]] = {}
+        for rm in resolved.values():
+            if rm is not None and rm.endpoint not in listings:
+                listings[rm.endpoint] = asyncio.create_task(self._list_models(rm))
+        out: dict[str, dict[str, str]] = {}
+        for name, rm in resolved.items():
+            if rm is None:
+                out[name] = {
+                    "status": "not configured",
+                    "detail": "not in ARBITER_LLM_MODELS and no default endpoint",
+                }
+                continue
+            status, ids = await listings[rm.endpoint]
+            if status == "ok" and ids is not None and rm.model not in ids:
+                status = "model missing"
+            elif status == "ok" and ids is None:  # no model list here: ask for one token
+                status = await self._one_token(rm)
+            out[name] = {
+                "status": status,
+                "model": rm.model,
+                "endpoint": rm.where,
+                "mode": rm.mode,
+            }
+        self._probe_cache = (time.monotonic(), out)
+        return out
+
+    def _probe_status(self, exc: Exception, model: str) -> str:
+        err = typed_error(exc, model)
+        if isinstance(err, ModelHTTPError):
+            if err.status_code in (401, 403):
+                return "unauthorised"
+            if err.status_code == 404:
+                return "model missing"
+            return f"error (HTTP {err.status_code})"
+        if isinstance(err, ModelTimeout | ModelUnreachable):
+            return "unreachable"
+        return "error"
+
+    async def _list_models(self, rm: ResolvedModel) -> tuple[str, set[str] | None]:
+        try:
+            page = await self.sdk(rm).models.list(timeout=self.settings.llm_probe_timeout_s)
+        except openai.NotFoundError:
+            return "ok", None  # the endpoint has no /models: a one-token call decides
+        except Exception as exc:
+            return self._probe_status(exc, rm.model), None
+        return "ok", {m.id for m in page.data}
+
+    async def _one_token(self, rm: ResolvedModel) -> str:
+        try:
+            await self.sdk(rm).chat.completions.create(
+                model=rm.model,
+                messages=[{"role": "user", "content": "ping"}],
+                max_tokens=1,
+                timeout=self.settings.llm_probe_timeout_s,
+            )
+        except Exception as exc:
+            return self._probe_status(exc, rm.model)
+        return "ok"

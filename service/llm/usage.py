@@ -9,20 +9,32 @@ from typing import Any
 MILLION = Decimal(1_000_000)
 
 
+def cost(prompt_tokens: int, completion_tokens: int, price: tuple[Decimal, Decimal]) -> Decimal:
+    """USD for one call at `price` (per 1M prompt tokens, per 1M completion tokens)."""
+    return (prompt_tokens * price[0] + completion_tokens * price[1]) / MILLION
+
+
 @dataclass
 class Attempt:
-    """One HTTP call to a model: what happened, how long, what it cost."""
+    """One HTTP call to a model: what happened, how long, what it cost, and why it failed."""
 
-    model: str
+    model: str  # the provider's model name
     status: str  # ok | invalid_output | timeout | rate_limited | server_error | error
+    alias: str | None = None  # the name the policy used, when it differs
     latency_ms: int = 0
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    cost_usd: Decimal = field(default_factory=lambda: Decimal(0))
+    http_status: int | None = None
+    retry_after_s: float | None = None
+    reask: bool = False  # this call was the one re-ask after invalid output
     raw_output: str | None = None
-    error: str | None = None
+    error: str | None = None  # error type and field, never input values
 
     def as_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        d = asdict(self)
+        d["cost_usd"] = f"{self.cost_usd:.6f}"
+        return d
 
 
 @dataclass
@@ -41,13 +53,12 @@ class Usage:
         }
 
 
-def total_usage(attempts: list[Attempt], prices: dict[str, tuple[Decimal, Decimal]]) -> Usage:
-    """Sum tokens and cost over all attempts; unknown models cost 0 and say so in the log."""
+def total_usage(attempts: list[Attempt]) -> Usage:
+    """Sum tokens and cost over all attempts, failed ones and re-asks included."""
     u = Usage()
     for a in attempts:
         u.llm_calls += 1
         u.prompt_tokens += a.prompt_tokens
         u.completion_tokens += a.completion_tokens
-        p_in, p_out = prices.get(a.model, (Decimal(0), Decimal(0)))
-        u.cost_usd += (a.prompt_tokens * p_in + a.completion_tokens * p_out) / MILLION
+        u.cost_usd += a.cost_usd
     return u

@@ -8,7 +8,8 @@ from pathlib import Path
 
 from service.kinds.registry import KINDS
 from service.llm.prompts import PromptLibrary
-from service.specs.loader import Analysis, Finding, analyse, read_text
+from service.settings import Settings
+from service.specs.loader import Analysis, Finding, Spec, analyse, read_text
 
 DEFAULT_TOKEN_BUDGET = 6000
 CHARS_PER_TOKEN = 4  # a conservative estimate for English prose and JSON
@@ -24,16 +25,45 @@ def estimate_tokens(text: str) -> int:
     return len(text) // CHARS_PER_TOKEN + 1
 
 
+def unconfigured_models(spec: Spec, settings: Settings) -> list[Finding]:
+    """With the LLM enabled, every model name the policy uses must resolve to an endpoint."""
+    if not settings.llm_enabled:
+        return []  # rules only: model names are never called
+    line = next(
+        (i for i, t in enumerate(spec.text.splitlines(), 1) if t.startswith("model:")), None
+    )
+    return [
+        Finding(
+            f"{name!r} is not configured: add it to ARBITER_LLM_MODELS, or set "
+            "ARBITER_LLM_BASE_URL / ARBITER_LLM_API_KEY to serve real model names",
+            line=line,
+            key="model",
+            rule="model_alias",
+        )
+        for name in spec.meta.model.names()
+        if settings.resolve_model(name) is None
+    ]
+
+
 def lint_file(
-    path: Path, *, prompts_dir: Path, token_budget: int = DEFAULT_TOKEN_BUDGET
+    path: Path,
+    *,
+    prompts_dir: Path,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    settings: Settings | None = None,
 ) -> Analysis:
-    """Analyse one spec file and render its prompt for the kind's sample case."""
+    """Analyse one spec file and render its prompt for the kind's sample case; with
+    `settings`, also check that every model alias it uses is configured."""
     try:
         analysis = analyse(read_text(path), path=path)
     except Exception as exc:  # an unreadable file is an error, not a crash
         return Analysis(path=path, errors=[Finding(str(exc), rule="file")])
     spec = analysis.spec
     if spec is None:
+        return analysis
+    if settings is not None and (missing := unconfigured_models(spec, settings)):
+        analysis.errors += missing
+        analysis.spec = None
         return analysis
     kind = KINDS[spec.kind]
     try:

@@ -36,6 +36,11 @@ class ModelChain(BaseModel):
     escalate_above_value: Decimal | None = None
     escalate_to: str | None = None
 
+    def names(self) -> list[str]:
+        """Every model name (alias) this chain may call."""
+        extra = [self.escalate_to] if self.escalate_to else []
+        return list(dict.fromkeys([self.primary, *self.fallbacks, *extra]))
+
     def for_value(self, value: Decimal) -> list[str]:
         """The models to try, in order, for a case worth `value`."""
         chain = [self.primary, *self.fallbacks]
