@@ -1,4 +1,9 @@
-"""A fake OpenAI-compatible endpoint with a fixed latency, for benchmarks (loopback only)."""
+"""A fake OpenAI-compatible endpoint with a fixed latency, for benchmarks (loopback only).
+
+The reply is built once with the test suite's scripted server (tests/fake_openai.py) so both
+speak the same OpenAI shape; this one stays a bare ASGI app with a pre-serialised body, so
+the fake costs as little CPU as possible while the service is measured.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,8 @@ import asyncio
 import json
 
 import uvicorn
+
+from tests.fake_openai import completion_body
 
 REPLY = {
     "outcome": "approve",
@@ -27,31 +34,16 @@ REPLY = {
     "rationale": "Defect within the defect window (R2).",
     "confidence": 0.9,
 }
+MODELS = ("gpt-4o-mini", "gpt-4o")
 BODY = json.dumps(
-    {
-        "id": "chatcmpl-bench",
-        "object": "chat.completion",
-        "created": 1,
-        "model": "gpt-4o-mini",
-        "choices": [
-            {
-                "index": 0,
-                "finish_reason": "tool_calls",
-                "message": {
-                    "role": "assistant",
-                    "content": None,
-                    "tool_calls": [
-                        {
-                            "id": "c1",
-                            "type": "function",
-                            "function": {"name": "ReturnVerdict", "arguments": json.dumps(REPLY)},
-                        }
-                    ],
-                },
-            }
-        ],
-        "usage": {"prompt_tokens": 1500, "completion_tokens": 120, "total_tokens": 1620},
-    }
+    completion_body(
+        model="gpt-4o-mini",
+        tool_calls=[("ReturnVerdict", json.dumps(REPLY))],
+        tokens=(1500, 120),
+    )
+).encode()
+MODELS_BODY = json.dumps(
+    {"object": "list", "data": [{"id": m, "object": "model", "owned_by": "bench"} for m in MODELS]}
 ).encode()
 
 
@@ -61,7 +53,9 @@ def make_app(latency: float):  # type: ignore[no-untyped-def]
             return
         while (await receive()).get("more_body"):
             pass
-        await asyncio.sleep(latency)
+        models = scope["method"] == "GET" and scope["path"].endswith("/models")
+        if not models:
+            await asyncio.sleep(latency)
         await send(
             {
                 "type": "http.response.start",
@@ -69,7 +63,7 @@ def make_app(latency: float):  # type: ignore[no-untyped-def]
                 "headers": [(b"content-type", b"application/json")],
             }
         )
-        await send({"type": "http.response.body", "body": BODY})
+        await send({"type": "http.response.body", "body": MODELS_BODY if models else BODY})
 
     return app
 

@@ -95,6 +95,7 @@ def test_rules_mode(evals_dir: Path, tmp_path: Path) -> None:
 
 def test_live_record_then_recorded_offline(evals_dir: Path, tmp_path: Path) -> None:
     with respx.mock(base_url=LLM_BASE, assert_all_mocked=True) as mock:
+        mock.get("/models").respond(200, json={"data": [{"id": "gpt-4o-mini"}, {"id": "gpt-4o"}]})
         route = mock.post("/chat/completions").mock(return_value=reply(GOOD))
         live = run_suites(
             settings=settings(tmp_path, llm=True),

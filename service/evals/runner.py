@@ -19,7 +19,7 @@ from service.engine import DecisionResponse
 from service.errors import ArbiterError
 from service.evals.cassettes import CassetteTransport, current_case
 from service.evals.suite import EvalCase, Suite, build_case, judge
-from service.llm.client import LLMClient
+from service.llm.client import LLMClient, describe_probe, model_names
 from service.services import build_services
 from service.settings import Settings
 from service.specs.loader import ModelChain, Spec, load_spec
@@ -161,7 +161,9 @@ class Runner:
         if mode == "rules":
             return None
         if mode == "live" and not s.llm_enabled:
-            raise ArbiterError("live mode needs ARBITER_LLM_BASE_URL or ARBITER_LLM_API_KEY")
+            raise ArbiterError(
+                "live mode needs ARBITER_LLM_BASE_URL, ARBITER_LLM_API_KEY or ARBITER_LLM_MODELS"
+            )
         return LLMClient(
             settings=s,
             http_client=httpx.AsyncClient(transport=self._transport(), timeout=s.deadline_s),
@@ -186,6 +188,19 @@ class Runner:
         else:
             spec = self.registry.active(kind, self.engine.kind(kind).reference_date(case))
         return _override_model(spec, self.config.model)
+
+    async def preflight(self, suites: list[Suite]) -> None:
+        """Live mode: reach every model the suites' specs name first, and say which fails."""
+        assert self.llm is not None
+        specs = [
+            self.spec_for(s.kind, self.engine.parse_case(s.kind, build_case(s, c)))
+            for s in suites
+            for c in s.cases[:1]
+        ]
+        probes = await self.llm.probe(model_names(specs), fresh=True)
+        bad = [f"{n}: {describe_probe(p)}" for n, p in probes.items() if p["status"] != "ok"]
+        if bad:
+            raise ArbiterError("live mode cannot reach its models: " + "; ".join(bad))
 
     async def run_case(self, suite: Suite, ec: EvalCase, cassettes: Path) -> CaseResult:
         res = CaseResult(
@@ -245,6 +260,8 @@ class Runner:
             return r
 
         try:
+            if self.config.mode == "live" and self.llm is not None:
+                await self.preflight(suites)
             results = await asyncio.gather(*(one(s, c) for s in suites for c in s.cases))
         finally:
             await self.services.aclose()

@@ -1,1 +1,1 @@
-"""The LLM seam: the only package that imports openai or instructor."""
+"""The LLM seam: the only package that imports openai."""

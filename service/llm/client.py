@@ -442,11 +442,12 @@ class LLMClient:
     async def _list_models(self, rm: ResolvedModel) -> tuple[str, set[str] | None]:
         try:
             page = await self.sdk(rm).models.list(timeout=self.settings.llm_probe_timeout_s)
-        except openai.NotFoundError:
-            return "ok", None  # the endpoint has no /models: a one-token call decides
+            ids = {str(m.id) for m in page.data}
+        except (openai.NotFoundError, TypeError, AttributeError, ValueError):
+            return "ok", None  # no usable /models here: a one-token call decides
         except Exception as exc:
             return self._probe_status(exc, rm.model), None
-        return "ok", {m.id for m in page.data}
+        return "ok", ids or None
 
     async def _one_token(self, rm: ResolvedModel) -> str:
         try:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import json
 import re
+from functools import lru_cache
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
@@ -45,7 +46,9 @@ def tool_name(response_model: type[BaseModel]) -> str:
     return response_model.__name__
 
 
+@lru_cache(maxsize=128)
 def _schema(response_model: type[BaseModel]) -> dict[str, Any]:
+    """The JSON schema of a response model, built once per model (callers must not mutate)."""
     return response_model.model_json_schema()
 
 
