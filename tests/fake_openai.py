@@ -16,6 +16,7 @@ GET /v1/models lists `models`; with `api_key` set, any other key gets 401.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import re
 import threading
@@ -78,6 +79,7 @@ def malformed_body() -> Step:
 def completion_body(
     *,
     model: str,
+    completion_id: str | None = None,
     content: str | None = None,
     tool_calls: list[tuple[str, str]] | None = None,
     finish_reason: str | None = None,
@@ -89,7 +91,7 @@ def completion_body(
         for i, (n, a) in enumerate(tool_calls or [])
     ]
     return {
-        "id": f"chatcmpl-{uuid.uuid4().hex[:10]}",
+        "id": completion_id or f"chatcmpl-{uuid.uuid4().hex[:10]}",
         "object": "chat.completion",
         "created": 1_763_000_000,
         "model": model,
@@ -128,7 +130,9 @@ def requested_schema(body: dict[str, Any]) -> dict[str, Any] | None:
 def render(step: Step, body: dict[str, Any], answer: Answer | None) -> dict[str, Any]:
     """The completion a step sends for a request."""
     model = str(body.get("model", "fake"))
+    asked = json.dumps(body.get("messages"), sort_keys=True).encode()
     kw: dict[str, Any] = {"model": model, "finish_reason": step.finish_reason}
+    kw["completion_id"] = "chatcmpl-" + hashlib.sha256(asked).hexdigest()[:12]  # reproducible
     kw["tokens"] = step.tokens
     if step.content is not None:
         return completion_body(content=step.content, **kw)

@@ -46,20 +46,8 @@ async def faulty(api_factory: Any) -> Any:
         await cm.__aexit__(None, None, None)
 
 
-@pytest.fixture
-async def faulty_long(api_factory: Any) -> Any:
-    """Like `faulty`, with a cool-down no test run outlasts (no timing in the assertions)."""
-    with respx.mock(base_url=LLM_BASE, assert_all_mocked=True) as mock:
-        api, cm = await api_factory(
-            llm=True, breaker_threshold=3, breaker_cooldown_s=60, llm_max_attempts=1
-        )
-        yield api, mock
-        await api.client.aclose()
-        await cm.__aexit__(None, None, None)
-
-
-async def test_timeout_storm_opens_the_breaker_then_rules_answer(faulty_long: Any) -> None:
-    api, mock = faulty_long
+async def test_timeout_storm_opens_the_breaker_then_rules_answer(faulty: Any) -> None:
+    api, mock = faulty
     route = mock.post("/chat/completions").mock(side_effect=httpx.ConnectTimeout("down"))
     bodies = [
         r.json()
