@@ -219,6 +219,8 @@ class FakeOpenAI:
         body["path"] = request.url.path
         body["received_at"] = time.monotonic()
         body["headers"] = {k: v for k, v in request.headers.items() if k != "authorization"}
+        body["bearer"] = "authorization" in request.headers  # never the key itself
+        body["query"] = dict(request.query_params)
         self.requests.append(body)
         if not self._authorised(request):
             return JSONResponse({"error": {"message": "invalid api key"}}, status_code=401)

@@ -151,6 +151,33 @@ async def test_hosted_to_local_is_a_settings_change_only(
     assert "response_format" in local.chat_requests[-1] and not hosted.chat_requests
 
 
+async def test_azure_style_deployment_key_header_and_api_version(api_factory: Any) -> None:
+    with FakeOpenAI(
+        models=("my-4o-mini", "my-4o"), api_key="azure-key", answer=rules_answer
+    ) as azure:
+        deployment = {
+            "base_url": azure.base_url,
+            "api_key": "azure-key",
+            "api_key_header": "api-key",
+            "api_version": "2024-10-21",
+        }
+        api, cm = await api_factory(
+            llm_models={
+                "gpt-4o-mini": {"model": "my-4o-mini", **deployment},
+                "gpt-4o": {"model": "my-4o", **deployment},
+            }
+        )
+        try:
+            body = await decide(api)
+            assert body["source"] == "llm" and body["model"] == "my-4o-mini"
+            sent = azure.chat_requests[-1]
+            assert sent["query"] == {"api-version": "2024-10-21"}
+            assert sent["headers"].get("api-key") == "azure-key" and not sent["bearer"]
+            assert (await api.client.get("/readyz")).status_code == 200
+        finally:
+            await close(api, cm)
+
+
 def test_lint_checks_every_alias_is_configured(role_specs: Path, tmp_path: Path) -> None:
     path = role_specs / "returns.md"
     prompts = PROJECT_ROOT / "prompts"

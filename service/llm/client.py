@@ -96,17 +96,21 @@ def build_http_client(settings: Settings) -> httpx.AsyncClient:
 
 def build_sdk_client(model: ResolvedModel, http: httpx.AsyncClient) -> openai.AsyncOpenAI:
     """An SDK client for one endpoint; the SDK never retries (tenacity does)."""
-    headers: dict[str, Any] = {}
-    if model.api_key_header:
-        headers = {model.api_key_header: model.api_key or "", "Authorization": openai.Omit()}
     return openai.AsyncOpenAI(
         api_key=model.api_key or "not-needed",
         base_url=model.base_url,
         max_retries=0,
         http_client=http,
-        default_headers=headers or None,
         default_query={"api-version": model.api_version} if model.api_version else None,
     )
+
+
+def key_headers(model: ResolvedModel) -> dict[str, Any]:
+    """Per-request headers that send the key in a header of its own (Azure deployments:
+    `api-key`) instead of a Bearer token; none for the usual Bearer key."""
+    if not model.api_key_header:
+        return {}
+    return {model.api_key_header: model.api_key or "", "Authorization": openai.Omit()}
 
 
 def _excerpt(text: str | None) -> str | None:
@@ -364,6 +368,7 @@ class LLMClient:
                 messages=messages,  # type: ignore[arg-type]
                 temperature=0,
                 timeout=max(0.05, deadline - time.monotonic()),
+                extra_headers=key_headers(rm),
                 **options,
             )
         except Exception as exc:
@@ -441,7 +446,9 @@ class LLMClient:
 
     async def _list_models(self, rm: ResolvedModel) -> tuple[str, set[str] | None]:
         try:
-            page = await self.sdk(rm).models.list(timeout=self.settings.llm_probe_timeout_s)
+            page = await self.sdk(rm).models.list(
+                timeout=self.settings.llm_probe_timeout_s, extra_headers=key_headers(rm)
+            )
             ids = {str(m.id) for m in page.data}
         except (openai.NotFoundError, TypeError, AttributeError, ValueError):
             return "ok", None  # no usable /models here: a one-token call decides
@@ -456,6 +463,7 @@ class LLMClient:
                 messages=[{"role": "user", "content": "ping"}],
                 max_tokens=1,
                 timeout=self.settings.llm_probe_timeout_s,
+                extra_headers=key_headers(rm),
             )
         except Exception as exc:
             return self._probe_status(exc, rm.model)
