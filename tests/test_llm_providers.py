@@ -247,10 +247,12 @@ async def test_probe_is_bounded_and_falls_back_to_a_one_token_call(api_factory: 
             llm_models={
                 "gpt-4o-mini": {"model": "gpt-4o-mini", "base_url": slow.base_url},
                 "gpt-4o": {"model": "gpt-4o", "base_url": bare.base_url},
+                "spare": {"model": "gpt-4o", "base_url": bare.base_url},  # used by no policy
             },
         )
         try:
             body = (await api.client.get("/readyz")).json()
+            assert body["llm"]["spare"]["status"] == "ok"  # every configured alias is probed
             assert body["llm"]["gpt-4o-mini"]["status"] == "unreachable"
             assert body["llm"]["gpt-4o"]["status"] == "ok"
             ping = bare.chat_requests[-1]

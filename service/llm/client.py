@@ -392,10 +392,11 @@ class LLMClient:
     async def probe(
         self, names: Iterable[str], *, fresh: bool = False
     ) -> dict[str, dict[str, str]]:
-        """Reach each alias's endpoint (list models, else a one-token call), bounded by
-        `llm_probe_timeout_s`; status is ok | unreachable | unauthorised | model missing |
-        not configured | error. Results are reused for `llm_probe_ttl_s`."""
-        names = sorted(set(names))
+        """Reach the endpoint of each name and of every configured alias (its model list, else
+        a one-token call), bounded by `llm_probe_timeout_s`; status is ok | unreachable |
+        unauthorised | model missing | not configured | error (HTTP n). Results are reused for
+        `llm_probe_ttl_s`."""
+        names = sorted({*names, *self.settings.llm_models})  # every configured alias too
         cached = self._probe_cache
         ttl = self.settings.llm_probe_ttl_s
         if (
