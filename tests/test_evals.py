@@ -285,3 +285,73 @@ def test_add_from_log_masks_personal_data_unless_asked(evals_dir: Path) -> None:
     full = CliRunner().invoke(cli, ["eval", "add-from-log", decision, "--include-pii"])
     assert full.exit_code == 0, full.output
     assert "ada.lovelace@example.com" in suite.read_text()
+
+
+def test_two_kinds_recorded_concurrently_land_in_their_own_folders(
+    evals_dir: Path, tmp_path: Path
+) -> None:
+    """Cases of different kinds run at once; each recording goes beside its own suite."""
+    from tests.test_exceptions_api import JUDGED, answer
+
+    ex_case, ex_fields = JUDGED["inventory_shortfall"]
+    (evals_dir / "exceptions").mkdir()
+    (evals_dir / "exceptions" / "base.json").write_text(json.dumps(ex_case))
+    ex_suite = {
+        "suite": "exceptions-mini",
+        "kind": "exceptions",
+        "base": "base.json",
+        "cases": [
+            {
+                "id": f"ex-{i}",
+                "description": "Judged by the LLM.",
+                "set": {"order.id": f"ORD-EX-{i}"},
+                "expect": {"fields": {}},
+            }
+            for i in range(6)
+        ],
+    }
+    (evals_dir / "exceptions" / "mini.yaml").write_text(yaml.safe_dump(ex_suite))
+    ret_suite = {**SUITE, "cases": []}
+    for i in range(6):  # distinct comments: distinct prompts, so distinct cassettes
+        ret_suite["cases"].append(
+            {
+                **SUITE["cases"][0],
+                "id": f"ret-{i}",
+                "set": {"request.items.0.customer_comment": f"The zip broke on day {i + 2}."},
+            }
+        )
+    (evals_dir / "returns" / "mini.yaml").write_text(yaml.safe_dump(ret_suite))
+
+    def by_kind(request: Any) -> Any:
+        tools = json.loads(request.content)["tools"]
+        if tools[0]["function"]["name"] == "ExceptionVerdict":
+            return reply(answer("inventory_shortfall", ex_fields), name="ExceptionVerdict")
+        return reply(GOOD)
+
+    loaded = [
+        load_suite(evals_dir / "returns" / "mini.yaml"),
+        load_suite(evals_dir / "exceptions" / "mini.yaml"),
+    ]
+    # interleave the kinds so cases of both are in flight together
+    mixed = [
+        s.model_copy(update={"cases": [c]})
+        for pair in zip(*(s.cases for s in loaded), strict=True)
+        for s, c in zip(loaded, pair, strict=True)
+    ]
+    with respx.mock(base_url=LLM_BASE, assert_all_mocked=True) as mock:
+        mock.get("/models").respond(200, json={"data": [{"id": "gpt-4o-mini"}, {"id": "gpt-4o"}]})
+        mock.post("/chat/completions").mock(side_effect=by_kind)
+        live = run_suites(
+            settings=settings(tmp_path, llm=True),
+            config=RunConfig(mode="live", record=True, concurrency=4),
+            suites=mixed,
+        )
+    assert live.cassettes_recorded == 12, [c.misses for c in live.cases]
+    for kind, prefix in (("returns", "returns-mini/ret-"), ("exceptions", "exceptions-mini/ex-")):
+        tapes = [json.loads(p.read_text()) for p in (evals_dir / kind / "cassettes").glob("*")]
+        assert len(tapes) == 6 and all(t["case"].startswith(prefix) for t in tapes), kind
+    # and each replays offline from its own folder
+    replayed = run_suites(
+        settings=settings(tmp_path), config=RunConfig(mode="recorded"), suites=mixed
+    )
+    assert {c.status for c in replayed.cases} == {"passed"}, [c.misses for c in replayed.cases]

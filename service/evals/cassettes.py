@@ -6,6 +6,9 @@ import contextvars
 import hashlib
 import json
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +16,30 @@ import httpx
 
 from service.llm.client import current_alias
 
-current_case: contextvars.ContextVar[str | None] = contextvars.ContextVar("case", default=None)
+
+@dataclass
+class Tape:
+    """One eval case's cassettes: where they live, what it recorded, what it missed."""
+
+    directory: Path
+    case: str
+    recorded: int = 0
+    missing: list[str] = field(default_factory=list)
+
+
+# Per task, never shared: cases of different kinds run concurrently on one transport.
+_current: contextvars.ContextVar[Tape | None] = contextvars.ContextVar("tape", default=None)
+
+
+@contextmanager
+def tape(directory: Path, case: str) -> Iterator[Tape]:
+    """The cassette state of the calling task (an eval case) for the `with` block."""
+    t = Tape(directory, case)
+    token = _current.set(t)
+    try:
+        yield t
+    finally:
+        _current.reset(token)
 
 
 class CassetteMissing(Exception):
@@ -32,32 +58,31 @@ def cassette_key(body: dict[str, Any], alias: str | None = None) -> str:
 
 
 class CassetteTransport(httpx.AsyncBaseTransport):
-    """Replays recorded replies, or records them from `inner` (a real endpoint)."""
+    """Replays recorded replies, or records them from `inner` (a real endpoint), in the
+    folder of the calling task's `tape`; the transport itself holds no per-case state."""
 
-    def __init__(
-        self, directory: Path, *, record: bool, inner: httpx.AsyncBaseTransport | None = None
-    ):
-        self.directory = directory
+    def __init__(self, *, record: bool, inner: httpx.AsyncBaseTransport | None = None):
         self.record = record
         self.inner = inner
-        self.missing: dict[str, list[str]] = {}  # case id -> keys with no recording
-        self.recorded = 0
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         if not request.url.path.endswith("/chat/completions"):  # e.g. a readiness probe
             if self.inner is None:
                 return httpx.Response(404, json={"error": "not recorded"}, request=request)
             return await self.inner.handle_async_request(request)
+        t = _current.get()
+        if t is None:
+            raise CassetteMissing("a request outside an eval case has no cassette folder")
         body = json.loads(request.content or b"{}")
         alias = current_alias.get()
         key = cassette_key(body, alias)
-        path = self.directory / f"{key}.json"
+        path = t.directory / f"{key}.json"
         if self.record:
             assert self.inner is not None
             response = await self.inner.handle_async_request(request)
             content = await response.aread()
             if response.status_code == 200:
-                self.directory.mkdir(parents=True, exist_ok=True)
+                t.directory.mkdir(parents=True, exist_ok=True)
                 path.write_text(
                     json.dumps(
                         {
@@ -65,19 +90,19 @@ class CassetteTransport(httpx.AsyncBaseTransport):
                             "alias": alias,
                             "model": body.get("model"),
                             "style": "tools" if body.get("tools") else "response_format",
-                            "case": current_case.get(),
+                            "case": t.case,
                             "response": json.loads(content),
                         },
                         indent=1,
                         sort_keys=True,
                     )
                 )
-                self.recorded += 1
+                t.recorded += 1
             return httpx.Response(
                 response.status_code, content=content, headers={"content-type": "application/json"}
             )
         if not path.exists():
-            self.missing.setdefault(current_case.get() or "?", []).append(key)
+            t.missing.append(key)
             raise CassetteMissing(f"no recording {key}: re-record this case")
         data = json.loads(path.read_text())
         return httpx.Response(200, json=data["response"], request=request)

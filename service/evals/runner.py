@@ -17,7 +17,7 @@ import yaml
 
 from service.engine import DecisionResponse
 from service.errors import ArbiterError
-from service.evals.cassettes import CassetteTransport, current_case
+from service.evals.cassettes import CassetteTransport, tape
 from service.evals.suite import EvalCase, Suite, build_case, judge
 from service.llm.client import LLMClient, describe_probe, model_names
 from service.services import build_services
@@ -41,6 +41,7 @@ class CaseResult:
     got: dict[str, Any] = field(default_factory=dict)
     envelope: dict[str, Any] | None = None
     model_verdict: str | None = None  # accepted | repaired | replaced | not_asked
+    cassettes_recorded: int = 0
 
 
 MODEL_VERDICTS = ("accepted", "repaired", "replaced", "not_asked")
@@ -143,7 +144,7 @@ class Runner:
     def __init__(self, *, settings: Settings, config: RunConfig, workdir: Path):
         self.settings = settings
         self.config = config
-        self.transport: CassetteTransport | None = None
+        self.transport: CassetteTransport | None = None  # holds no per-case state
         workdir.mkdir(parents=True, exist_ok=True)
         self.llm = self._llm()
         self.services = build_services(
@@ -172,9 +173,8 @@ class Runner:
     def _transport(self) -> httpx.AsyncBaseTransport:
         if self.config.mode == "live" and not self.config.record:
             return httpx.AsyncHTTPTransport()
-        # cassettes live beside each suite's kind; the runner points the transport per kind
+        # cassettes live beside each suite; each case's task carries its folder (a `tape`)
         self.transport = CassetteTransport(
-            self.settings.specs_dir,
             record=self.config.record,
             inner=httpx.AsyncHTTPTransport() if self.config.mode == "live" else None,
         )
@@ -212,38 +212,35 @@ class Runner:
             status="error",
             expected=ec.expect.model_dump(exclude_defaults=True),
         )
-        token = current_case.set(f"{suite.suite}/{ec.id}")
-        try:
-            if self.transport is not None:
-                self.transport.directory = cassettes
-            data = build_case(suite, ec)
-            case = self.engine.parse_case(suite.kind, data)
-            k = self.engine.kind(suite.kind)
-            row = await self.engine.evaluate(
-                k, case, self.spec_for(suite.kind, case), caller="eval"
-            )
-            env = DecisionResponse.from_row(row).model_dump(mode="json")
-            res.envelope = env
-            verdict_fate, why = model_verdict(env)
-            res.model_verdict = verdict_fate
-            res.got = {
-                "outcome": env["outcome"],
-                "source": env["source"],
-                "fallback_reason": env["fallback_reason"],
-                "needs_review": env["needs_review"],
-                "cited_clauses": env["cited_clauses"],
-                "model_verdict": verdict_fate + (f" ({why})" if why else ""),
-            }
-            if self.transport is not None and self.transport.missing.get(f"{suite.suite}/{ec.id}"):
-                res.status = "needs_rerecording"
-                res.misses = ["the prompt changed since recording (no cassette for it)"]
-                return res
-            res.misses, res.hard = judge(ec.expect, env)
-            res.status = "failed" if res.misses or res.hard else "passed"
-        except ArbiterError as exc:
-            res.misses = [f"error: {exc.message}"]
-        finally:
-            current_case.reset(token)
+        with tape(cassettes, f"{suite.suite}/{ec.id}") as t:
+            try:
+                data = build_case(suite, ec)
+                case = self.engine.parse_case(suite.kind, data)
+                k = self.engine.kind(suite.kind)
+                row = await self.engine.evaluate(
+                    k, case, self.spec_for(suite.kind, case), caller="eval"
+                )
+                env = DecisionResponse.from_row(row).model_dump(mode="json")
+                res.envelope = env
+                verdict_fate, why = model_verdict(env)
+                res.model_verdict = verdict_fate
+                res.got = {
+                    "outcome": env["outcome"],
+                    "source": env["source"],
+                    "fallback_reason": env["fallback_reason"],
+                    "needs_review": env["needs_review"],
+                    "cited_clauses": env["cited_clauses"],
+                    "model_verdict": verdict_fate + (f" ({why})" if why else ""),
+                }
+                if t.missing:
+                    res.status = "needs_rerecording"
+                    res.misses = ["the prompt changed since recording (no cassette for it)"]
+                else:
+                    res.misses, res.hard = judge(ec.expect, env)
+                    res.status = "failed" if res.misses or res.hard else "passed"
+            except ArbiterError as exc:
+                res.misses = [f"error: {exc.message}"]
+            res.cassettes_recorded = t.recorded
         return res
 
     async def run(
@@ -269,7 +266,7 @@ class Runner:
             self.config,
             list(results),
             summarise(list(results)),
-            self.transport.recorded if self.transport else 0,
+            sum(r.cassettes_recorded for r in results),
         )
 
 
