@@ -220,12 +220,14 @@ class Engine:
                 return held.response, True
         try:
             order_id, _ = k.subjects(case)
+            snapshot = self.registry.snapshot  # one view of the specs for this request
             res = self.registry.resolve(
                 kind,
                 on=k.reference_date(case),
                 key=order_id,
                 pin_sha=pin_sha,
                 pin_version=pin_version,
+                snapshot=snapshot,
             )
             row = await self.evaluate(
                 k,
@@ -252,7 +254,7 @@ class Engine:
             raise
         self.metrics.decided(row)
         if self.shadow is not None and res.role == "live":
-            cand = self.registry.candidate(kind)
+            cand = snapshot.candidate(kind)
             if cand is not None and cand.meta.rollout == "shadow":
                 self.shadow.submit(kind=kind, case=case, live_id=row.id, spec=cand)
         return body, False

@@ -24,12 +24,13 @@ async def healthz() -> dict[str, str]:
 async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     """The database answers and every kind has a usable spec; how the rate limit is kept."""
     db = await anyio.to_thread.run_sync(engine.log.db.ping)
-    specs = {k: bool(engine.registry.active_specs(k)) for k in engine.kinds}
+    snapshot = engine.registry.snapshot
+    specs = {k: bool(snapshot.active_specs(k)) for k in engine.kinds}
     reasons = [] if db else ["database unavailable"]
     reasons += [f"no usable {k} spec" for k, ok in specs.items() if not ok]
     llm: Any = "disabled (rules only)"
     if engine.llm is not None:
-        llm = await engine.llm.probe(model_names(engine.registry.live_specs()))
+        llm = await engine.llm.probe(model_names(snapshot.live_specs()))
         reasons += [
             f"LLM {name}: {describe_probe(p)}" for name, p in llm.items() if p["status"] != "ok"
         ]

@@ -3,17 +3,21 @@
 Files of one kind play roles by their front matter: `rollout: active` files form the
 schedule of versions in force (by `effective_from`), and at most one `rollout: shadow` or
 `rollout: canary:N` file is the candidate that runs beside them.
+
+A reload builds a complete new `Snapshot` from a `SpecSource` and publishes it with one
+reference assignment; readers take `registry.snapshot` once per request (see snapshot.py).
 """
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import anyio
 
@@ -21,64 +25,49 @@ from service.errors import InvalidInput, SpecError
 from service.log.spec_versions import SpecVersionStore
 from service.specs.lint import lint_file
 from service.specs.loader import Finding, Spec, load_spec_text
+from service.specs.snapshot import EMPTY, FileState, Resolution, Snapshot, canary_bucket
+
+__all__ = ["FileState", "FolderSource", "Resolution", "SpecRegistry", "canary_bucket"]
 
 log = logging.getLogger("arbiter.specs")
 
 
-def canary_bucket(kind: str, key: str) -> int:
-    """A stable bucket 0..99 for a case key (the order id)."""
-    return int(hashlib.sha256(f"{kind}:{key}".encode()).hexdigest()[:8], 16) % 100
-
-
-@dataclass
-class FileState:
-    """What the registry knows about one file in specs/."""
-
-    name: str
-    live: Spec | None = None
-    errors: list[Finding] = field(default_factory=list)
-    warnings: list[Finding] = field(default_factory=list)
-    signature: tuple[int, int] | None = None
-    disk_sha: str | None = None
-
-
 @dataclass(frozen=True)
-class Resolution:
-    """The spec version that judges a case, and why it was picked."""
+class Scan:
+    """What a source read: the next snapshot, what changed, and the versions it (re)read."""
 
-    spec: Spec
-    role: str  # live | canary | pinned
+    snapshot: Snapshot
+    changes: list[str] = field(default_factory=list)
+    read: list[Spec] = field(default_factory=list)
 
 
-class SpecRegistry:
-    """Specs by file name; every version seen is stored in the database."""
+class SpecSource(Protocol):
+    """Where spec versions come from (the specs/ folder today; the database can be another)."""
 
-    def __init__(
-        self,
-        *,
-        directory: Path,
-        specs: SpecVersionStore,
-        prompts_dir: Path,
-        token_budget: int = 6000,
-    ):
+    def scan(self, previous: Snapshot) -> Scan:
+        """The next snapshot, built from `previous` without changing it."""
+        ...
+
+
+class FolderSource:
+    """Spec files in a folder; a broken file keeps its last good version live."""
+
+    def __init__(self, *, directory: Path, prompts_dir: Path, token_budget: int = 6000):
         self.directory = directory
-        self.specs = specs
         self.prompts_dir = prompts_dir
         self.token_budget = token_budget
-        self.files: dict[str, FileState] = {}
-        self._by_sha: dict[str, Spec] = {}
 
-    # -- loading --
-    def load(self) -> list[str]:
-        """(Re)read changed files; a broken file keeps its last good version live."""
+    def scan(self, previous: Snapshot) -> Scan:
+        """Re-read the files that changed since `previous` (by mtime and size)."""
         if not self.directory.is_dir():
             raise SpecError(f"the specs folder {self.directory} does not exist")
+        files: dict[str, FileState] = {}
         changes: list[str] = []
-        seen = set()
+        read: list[Spec] = []
         for path in sorted(self.directory.glob("*.md")):
             name = path.name.removesuffix(".md")
-            seen.add(name)
-            state = self.files.setdefault(name, FileState(name=name))
+            state = previous.files.get(name) or FileState(name=name)
+            files[name] = state
             try:
                 st = path.stat()
             except OSError:
@@ -86,12 +75,9 @@ class SpecRegistry:
             signature = (st.st_mtime_ns, st.st_size)
             if signature == state.signature:
                 continue
-            state.signature = signature
             analysis = lint_file(path, prompts_dir=self.prompts_dir, token_budget=self.token_budget)
-            state.warnings = analysis.warnings
-            if analysis.spec is None:
-                state.errors = analysis.errors
-                state.disk_sha = None
+            spec = analysis.spec
+            if spec is None:
                 kept = (
                     f"; version {state.live.version} ({state.live.sha256[:12]}) stays live"
                     if state.live
@@ -104,10 +90,14 @@ class SpecRegistry:
                     "; ".join(str(f) for f in analysis.errors),
                 )
                 changes.append(f"{name}: refused")
+                files[name] = FileState(
+                    name=name,
+                    live=state.live,
+                    errors=tuple(analysis.errors),
+                    warnings=tuple(analysis.warnings),
+                    signature=signature,
+                )
                 continue
-            spec = analysis.spec
-            state.errors = []
-            state.disk_sha = spec.sha256
             if state.live is None or state.live.sha256 != spec.sha256:
                 log.info(
                     "spec %s version %s is live (%s, rollout %s)",
@@ -117,33 +107,88 @@ class SpecRegistry:
                     spec.meta.rollout,
                 )
                 changes.append(f"{name}: {spec.sha256[:12]}")
-            state.live = spec
-            self._remember(spec)
-        for name in list(self.files):
-            if name in seen:
+            files[name] = FileState(
+                name=name,
+                live=spec,
+                warnings=tuple(analysis.warnings),
+                signature=signature,
+                disk_sha=spec.sha256,
+            )
+            read.append(spec)
+        for name, state in previous.files.items():
+            if name in files:
                 continue
-            state = self.files[name]
             live = state.live
             if (
                 live
                 and live.meta.rollout == "active"
-                and not [s for s in self.active_specs(live.kind) if s.name != name]
-            ):
-                state.errors = [
-                    Finding(
-                        "the file was removed; its last version stays live "
-                        "because the kind has no other active spec"
-                    )
+                and not [
+                    st
+                    for st in files.values()
+                    if st.live and st.live.kind == live.kind and st.live.meta.rollout == "active"
                 ]
-                state.signature = None
+            ):
+                files[name] = FileState(
+                    name=name,
+                    live=live,
+                    errors=(
+                        Finding(
+                            "the file was removed; its last version stays live "
+                            "because the kind has no other active spec"
+                        ),
+                    ),
+                )
                 continue
             log.info("spec %s removed", name)
-            del self.files[name]
             changes.append(f"{name}: removed")
-        return changes
+        known = previous.by_sha.values()
+        return Scan(Snapshot.build(files.values(), known=known), changes, read)
+
+
+class SpecRegistry:
+    """The published snapshot of a source; every version seen is stored in the database."""
+
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        specs: SpecVersionStore,
+        prompts_dir: Path,
+        token_budget: int = 6000,
+        source: SpecSource | None = None,
+    ):
+        self.directory = directory
+        self.specs = specs
+        self.prompts_dir = prompts_dir
+        self.source = source or FolderSource(
+            directory=directory, prompts_dir=prompts_dir, token_budget=token_budget
+        )
+        self._snapshot = EMPTY
+        self._reloading = threading.Lock()  # one reload at a time builds on the last
+        self._stored: dict[str, Spec] = {}  # versions read back from the database
+        self._stored_lock = threading.Lock()
+
+    @property
+    def snapshot(self) -> Snapshot:
+        """The policies in force now; take it once per request and read only it."""
+        return self._snapshot
+
+    @property
+    def files(self) -> Mapping[str, FileState]:
+        """Every spec file by name (read-only, of the current snapshot)."""
+        return self._snapshot.files
+
+    # -- loading --
+    def load(self) -> list[str]:
+        """Build the next snapshot, store its new versions, then publish it whole."""
+        with self._reloading:
+            scan = self.source.scan(self._snapshot)
+            for spec in scan.read:
+                self._remember(spec)
+            self._snapshot = scan.snapshot  # the one write readers can observe
+            return scan.changes
 
     def _remember(self, spec: Spec) -> None:
-        self._by_sha[spec.sha256] = spec
         self.specs.record(
             sha256=spec.sha256,
             kind=spec.kind,
@@ -164,38 +209,21 @@ class SpecRegistry:
             except Exception:  # a broken folder must not kill the watcher
                 log.exception("spec reload failed")
 
-    # -- lookups --
+    # -- lookups (each reads one snapshot) --
     def live_specs(self) -> list[Spec]:
-        return [s.live for s in self.files.values() if s.live is not None]
+        return self._snapshot.live_specs()
 
     def active_specs(self, kind: str) -> list[Spec]:
         """The versions in force for a kind, earliest effective_from first."""
-        specs = [s for s in self.live_specs() if s.kind == kind and s.meta.rollout == "active"]
-        return sorted(specs, key=lambda s: (s.meta.effective_from or date.min, s.name))
+        return self._snapshot.active_specs(kind)
 
     def candidate(self, kind: str) -> Spec | None:
         """The shadow or canary candidate of a kind, if any."""
-        found = [s for s in self.live_specs() if s.kind == kind and s.meta.rollout != "active"]
-        return sorted(found, key=lambda s: s.name)[0] if found else None
+        return self._snapshot.candidate(kind)
 
     def active(self, kind: str, on: date | None = None) -> Spec:
         """The version in force for a kind on a date (the latest effective_from ≤ date)."""
-        specs = self.active_specs(kind)
-        if not specs:
-            errors = (
-                "; ".join(
-                    str(f)
-                    for st in self.files.values()
-                    for f in st.errors
-                    if st.name.split(".")[0] == kind
-                )
-                or "no spec file"
-            )
-            raise SpecError(f"no usable spec for {kind!r}: {errors}")
-        if on is None:
-            return specs[-1]
-        in_force = [s for s in specs if (s.meta.effective_from or date.min) <= on]
-        return in_force[-1] if in_force else specs[0]
+        return self._snapshot.active(kind, on)
 
     def resolve(
         self,
@@ -205,19 +233,19 @@ class SpecRegistry:
         key: str | None,
         pin_sha: str | None = None,
         pin_version: str | None = None,
+        snapshot: Snapshot | None = None,
     ) -> Resolution:
         """Pinned version, else canary by stable hash, else the version in force."""
+        snap = snapshot or self._snapshot
         if pin_sha:
-            return Resolution(self.by_sha(kind, pin_sha, field="spec_sha"), "pinned")
+            return Resolution(self.by_sha(kind, pin_sha, field="spec_sha", snapshot=snap), "pinned")
         if pin_version:
-            return Resolution(self.by_version(kind, pin_version), "pinned")
-        cand = self.candidate(kind)
-        pct = cand.meta.canary_percent if cand else None
-        if cand is not None and pct and key is not None and canary_bucket(kind, key) < pct:
-            return Resolution(cand, "canary")
-        return Resolution(self.active(kind, on), "live")
+            return Resolution(self.by_version(kind, pin_version, snapshot=snap), "pinned")
+        return snap.resolve(kind, on=on, key=key)
 
-    def by_sha(self, kind: str, sha256: str, *, field: str = "sha256") -> Spec:
+    def by_sha(
+        self, kind: str, sha256: str, *, field: str = "sha256", snapshot: Snapshot | None = None
+    ) -> Spec:
         """A version by its sha256 (or a unique prefix of 8+ characters)."""
         sha = sha256.strip().lower()
         if len(sha) < 8:
@@ -225,18 +253,12 @@ class SpecRegistry:
                 f"{field}: give at least 8 characters of the sha256",
                 details=[{"field": field, "reason": "too short"}],
             )
-        spec = self._by_sha.get(sha) or next(
-            (s for k, s in self._by_sha.items() if k.startswith(sha)), None
-        )
+        spec = (snapshot or self._snapshot).find(sha) or self._stored_version(sha)
         if spec is None:
-            row = self.specs.get(sha256=sha)
-            if row is None:
-                raise InvalidInput(
-                    f"{field}: no {kind} spec version {sha}",
-                    details=[{"field": field, "reason": "unknown version"}],
-                )
-            spec = load_spec_text(row.text, path=self.directory / f"{row.name}.md")
-            self._by_sha[spec.sha256] = spec
+            raise InvalidInput(
+                f"{field}: no {kind} spec version {sha}",
+                details=[{"field": field, "reason": "unknown version"}],
+            )
         if spec.kind != kind:
             raise InvalidInput(
                 f"{field}: {sha[:12]} is a {spec.kind} spec, not {kind}",
@@ -244,9 +266,26 @@ class SpecRegistry:
             )
         return spec
 
-    def by_version(self, kind: str, label: str) -> Spec:
+    def _stored_version(self, sha: str) -> Spec | None:
+        """A version no longer in the source, read back from the database (and kept)."""
+        with self._stored_lock:
+            spec = self._stored.get(sha) or next(
+                (s for k, s in self._stored.items() if k.startswith(sha)), None
+            )
+        if spec is not None:
+            return spec
+        row = self.specs.get(sha256=sha)
+        if row is None:
+            return None
+        spec = load_spec_text(row.text, path=self.directory / f"{row.name}.md")
+        with self._stored_lock:
+            self._stored[spec.sha256] = spec
+        return spec
+
+    def by_version(self, kind: str, label: str, *, snapshot: Snapshot | None = None) -> Spec:
         """A version by its front-matter label: a live file first, else the newest stored."""
-        live = [s for s in self.live_specs() if s.kind == kind and s.version == label]
+        snap = snapshot or self._snapshot
+        live = [s for s in snap.live_specs() if s.kind == kind and s.version == label]
         if live:
             return live[0]
         rows = [r for r in self.specs.of_kind(kind=kind) if r.version == label]
@@ -255,34 +294,8 @@ class SpecRegistry:
                 f"spec_version: no {kind} spec with version {label!r}",
                 details=[{"field": "spec_version", "reason": "unknown version"}],
             )
-        return self.by_sha(kind, rows[0].sha256)
+        return self.by_sha(kind, rows[0].sha256, snapshot=snap)
 
     def status(self) -> list[dict[str, Any]]:
         """Every file: its live version, role, and any error refusing the file on disk."""
-        out = []
-        for name, st in sorted(self.files.items()):
-            s = st.live
-            out.append(
-                {
-                    "file": f"{name}.md",
-                    "kind": s.kind if s else None,
-                    "live": None
-                    if s is None
-                    else {
-                        "sha256": s.sha256,
-                        "version": s.version,
-                        "rollout": s.meta.rollout,
-                        "effective_from": s.meta.effective_from,
-                        "title": s.meta.title,
-                        "clauses": len(s.clauses),
-                    },
-                    "on_disk_differs": bool(st.errors) and s is not None,
-                    "errors": [
-                        {"line": f.line, "field": f.key, "message": f.message} for f in st.errors
-                    ],
-                    "warnings": [
-                        {"line": f.line, "field": f.key, "message": f.message} for f in st.warnings
-                    ],
-                }
-            )
-        return out
+        return self._snapshot.status()

@@ -12,7 +12,8 @@ def rollout_report(
     registry: SpecRegistry, kind: str, *, log: DecisionLog, limit: int = 1000
 ) -> dict[str, Any] | None:
     """Outcome agreement on shadow pairs, or the canary's share of live traffic."""
-    cand = registry.candidate(kind)
+    snapshot = registry.snapshot
+    cand = snapshot.candidate(kind)
     if cand is None:
         return None
     report: dict[str, Any] = {
@@ -25,7 +26,7 @@ def rollout_report(
         },
         "live": [
             {"file": f"{s.name}.md", "sha256": s.sha256, "version": s.version}
-            for s in registry.active_specs(kind)
+            for s in snapshot.active_specs(kind)
         ],
     }
     if cand.meta.rollout == "shadow":
