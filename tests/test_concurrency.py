@@ -27,6 +27,7 @@ from service.settings import PROJECT_ROOT
 from service.specs.registry import SpecRegistry
 from service.specs.rollout import rollout_report
 from tests.conftest import LLM_BASE, make_settings, reply
+from tests.test_reliability import FakeClock
 
 
 @pytest.fixture
@@ -157,11 +158,20 @@ PROMPT = Prompt(system="Answer.\n", user="{}\n", template_sha256="0" * 64)
 
 @pytest.fixture
 def client() -> LLMClient:
-    """Breakers that open on one failure and are half-open again at once."""
+    """Breakers that open on one failure and cool down in 30 s of a clock moved by hand."""
     settings = make_settings(
-        "sqlite://", llm=True, breaker_threshold=1, breaker_cooldown_s=1e-9, llm_max_attempts=1
+        "sqlite://", llm=True, breaker_threshold=1, breaker_cooldown_s=30, llm_max_attempts=1
     )
-    return LLMClient(settings=settings)
+    client = LLMClient(settings=settings)
+    client.breakers.clock = FakeClock()
+    return client
+
+
+def open_then_half_open(client: LLMClient, *models: str) -> None:
+    for m in models:
+        client.breakers.failure(m)
+    client.breakers.clock.now += 31  # type: ignore[attr-defined]
+    assert {client.breakers.state(m) for m in models} == {"half_open"}
 
 
 def by_model(answers: dict[str, Any]) -> Callable[[httpx.Request], Any]:
@@ -181,8 +191,7 @@ async def test_a_probe_reserved_for_an_unused_fallback_is_given_back(client: LLM
     never called: its probe must stay free for the next request that needs it."""
     with respx.mock(base_url=LLM_BASE, assert_all_mocked=True) as mock:
         route = mock.post("/chat/completions")
-        client.breakers.failure("primary")
-        client.breakers.failure("fallback")
+        open_then_half_open(client, "primary", "fallback")
         route.side_effect = by_model({"primary": OK, "fallback": OK})
         first = await client.structured(
             prompt=PROMPT, response_model=Answer, models=["primary", "fallback"], deadline_s=5
@@ -210,7 +219,7 @@ async def test_a_cancelled_probe_is_given_back(client: LLMClient) -> None:
     # a cancelled call is never recorded as called
     with respx.mock(base_url=LLM_BASE, assert_all_mocked=True, assert_all_called=False) as mock:
         mock.post("/chat/completions").mock(side_effect=hang)
-        client.breakers.failure("primary")
+        open_then_half_open(client, "primary")
         probe = asyncio.create_task(
             client.structured(
                 prompt=PROMPT, response_model=Answer, models=["primary"], deadline_s=30

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 class _State:
     failures: deque[float] = field(default_factory=deque)
     opened_at: float | None = None
-    probing: bool = False
+    probe: object | None = None  # the caller holding the one half-open probe
 
 
 class Breakers:
@@ -44,16 +44,24 @@ class Breakers:
                 return "half_open"
             return "open"
 
-    def allow(self, model: str) -> bool:
-        """Whether a call to `model` may go out now (a half-open breaker allows one probe)."""
+    def allow(self, model: str, *, owner: object | None = None) -> bool:
+        """Whether a call to `model` may go out now (a half-open breaker allows one probe,
+        held by `owner` until its success, its failure or `release`)."""
         with self._lock:
             s = self._states.setdefault(model, _State())
             if s.opened_at is None:
                 return True
-            if self.clock() - s.opened_at < self.cooldown_s or s.probing:
+            if self.clock() - s.opened_at < self.cooldown_s or s.probe is not None:
                 return False
-            s.probing = True
+            s.probe = owner if owner is not None else object()
             return True
+
+    def release(self, model: str, *, owner: object) -> None:
+        """Give back `owner`'s probe that ended with no answer (cancelled, or not needed)."""
+        with self._lock:
+            s = self._states.get(model)
+            if s is not None and s.probe is owner:
+                s.probe = None
 
     def success(self, model: str) -> None:
         with self._lock:
@@ -63,8 +71,8 @@ class Breakers:
         with self._lock:
             s = self._states.setdefault(model, _State())
             now = self.clock()
-            if s.probing or s.opened_at is not None:
-                s.opened_at, s.probing = now, False
+            if s.probe is not None or s.opened_at is not None:
+                s.opened_at, s.probe = now, None
                 return
             s.failures.append(now)
             while s.failures and now - s.failures[0] > self.window_s:

@@ -226,7 +226,10 @@ class LLMClient:
                 errors.append(str(ModelNotConfigured(f"{name}: no such alias", model=name)))
             else:
                 resolved.append(rm)
-        open_models = [m.alias for m in resolved if not self.breakers.allow(m.alias)]
+        probe_owner = object()  # this call's probes of half-open models, given back at the end
+        open_models = [
+            m.alias for m in resolved if not self.breakers.allow(m.alias, owner=probe_owner)
+        ]
         chain = [m for m in resolved if m.alias not in open_models]
         if not chain:
             why = "circuit_open" if open_models else "llm_error"
@@ -266,6 +269,9 @@ class LLMClient:
                 if a.status == "pending":
                     a.status, a.error = "timeout", "ModelTimeout: the request deadline was reached"
                     self.breakers.failure(a.alias or a.model)
+        finally:  # a probe not settled (model not reached, or the call cancelled) is freed
+            for m in chain:
+                self.breakers.release(m.alias, owner=probe_owner)
         return self._result([], None, attempts, started, failure, errors)
 
     def _result(
