@@ -265,7 +265,12 @@ class FakeOpenAI:
 
     def start(self) -> FakeOpenAI:
         config = uvicorn.Config(
-            self.app(), host="127.0.0.1", port=self.port, log_level="warning", access_log=False
+            self.app(),
+            host="127.0.0.1",
+            port=self.port,
+            log_level="warning",
+            access_log=False,
+            timeout_graceful_shutdown=0.2,  # a scripted stall never holds up the test's end
         )
         self._server = uvicorn.Server(config)
         self._thread = threading.Thread(target=self._server.run, daemon=True)

@@ -240,7 +240,7 @@ async def test_readyz_reports_each_endpoint(
 
 async def test_probe_is_bounded_and_falls_back_to_a_one_token_call(api_factory: Any) -> None:
     with FakeOpenAI() as slow, FakeOpenAI() as bare:
-        slow.models_delay_s = 5.0
+        slow.models_delay_s = 1.5
         bare.list_models = False  # like a server without /v1/models
         api, cm = await api_factory(
             llm_probe_timeout_s=0.3,
