@@ -125,8 +125,9 @@ def test_r2_defect_window(day: int, outcome: str) -> None:
 
 
 def test_r2_not_as_described_goes_to_llm() -> None:
-    c = case([line("A")], [item("A", reason="not_as_described", condition="opened")])
-    assert KIND.precheck(c, P) is None
+    # with an explanation to judge; with none it is a change of mind (tests/test_judgement_fallback)
+    it = item("A", reason="not_as_described", condition="opened", comment="Colour is off.")
+    assert KIND.precheck(case([line("A")], [it]), P) is None
 
 
 # R3 -------------------------------------------------------------------------------------

@@ -210,7 +210,7 @@ class Runner:
             description=ec.description,
             tags=ec.tags,
             status="error",
-            expected=ec.expect.model_dump(exclude_defaults=True),
+            expected=ec.expected(self.config.mode).model_dump(exclude_defaults=True),
         )
         with tape(cassettes, f"{suite.suite}/{ec.id}") as t:
             try:
@@ -236,7 +236,7 @@ class Runner:
                     res.status = "needs_rerecording"
                     res.misses = ["the prompt changed since recording (no cassette for it)"]
                 else:
-                    res.misses, res.hard = judge(ec.expect, env)
+                    res.misses, res.hard = judge(ec.expected(self.config.mode), env)
                     res.status = "failed" if res.misses or res.hard else "passed"
             except ArbiterError as exc:
                 res.misses = [f"error: {exc.message}"]

@@ -36,6 +36,14 @@ class EvalCase(BaseModel):
     case: dict[str, Any] | None = None
     set: dict[str, Any] = Field(default_factory=dict)
     expect: Expect
+    expect_rules: Expect | None = None
+    """What rules mode must give instead, where a clause needs a judgement rules can't make."""
+
+    def expected(self, mode: str) -> Expect:
+        """The expectation for a run in this mode."""
+        return (
+            self.expect_rules if mode == "rules" and self.expect_rules is not None else self.expect
+        )
 
 
 class Suite(BaseModel):

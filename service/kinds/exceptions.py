@@ -432,7 +432,9 @@ def _address(case: AddressInvalidCase, p: ExceptionParameters) -> tuple[Exceptio
     d = case.details
     strong = [s for s in d.suggestions if s.confidence >= p.address_min_suggestion_confidence]
     judgement = bool(case.customer_comment) or len(d.suggestions) > 1
-    if len(strong) == 1 and d.result != "unverifiable":
+    # "when several suggestions are plausible" the customer confirms: whether a weaker one is
+    # plausible is a judgement, so rules correct automatically only to a lone suggestion
+    if len(strong) == 1 and len(d.suggestions) == 1 and d.result != "unverifiable":
         return _v(
             "correct_address",
             case,
@@ -455,7 +457,10 @@ def _address(case: AddressInvalidCase, p: ExceptionParameters) -> tuple[Exceptio
         "contact_customer",
         case,
         ["E2"],
-        "no single confident correction; the customer must confirm the address",
+        f"{strong[0].id} is confident but another suggestion may be plausible; the customer "
+        "must confirm the address"
+        if len(strong) == 1
+        else "no single confident correction; the customer must confirm the address",
     ), True
 
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
+from functools import partial
+from itertools import combinations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
@@ -49,8 +51,12 @@ Disposition = Literal[
 ]
 
 FAULT_REASONS = frozenset({"defective", "damaged_in_transit", "wrong_item"})
-NO_FEE_REASONS = FAULT_REASONS | {"wrong_size", "arrived_late", "not_as_described"}
+NO_FEE_REASONS = FAULT_REASONS | {"wrong_size", "arrived_late"}
 RESALEABLE = frozenset({"new", "opened"})
+UNJUDGED_R2 = (
+    "not_as_described is a fault only when the customer's explanation describes one, "
+    "which rules cannot judge (R2)"
+)
 CONDITION_RANK = {"new": 0, "opened": 1, "used": 2, "missing_parts": 3, "damaged": 3}
 
 
@@ -249,6 +255,11 @@ class ItemFacts:
     mismatch: str | None
     deny: tuple[str, str] | None  # (clause, why) when a hard rule refuses the item
     judgement: list[str] = field(default_factory=list)  # why the LLM should read it
+    # R2: a not_as_described item with an explanation (comment, photos, inspection) is a fault
+    # or a change of mind by judgement. `deny` is then its refusal as a fault (the most a
+    # verdict may grant) and `strict_deny` its refusal as a change of mind (R1, R3, R5).
+    judged: bool = False
+    strict_deny: tuple[str, str] | None = None
 
 
 def high_return_customer(case: ReturnCase, p: ReturnParameters) -> bool:
@@ -258,6 +269,29 @@ def high_return_customer(case: ReturnCase, p: ReturnParameters) -> bool:
         c.order_count >= p.high_return_min_orders
         and c.return_count >= p.high_return_rate * c.order_count
     )
+
+
+def _refusal(
+    p: ReturnParameters,
+    *,
+    as_fault: bool,
+    remaining: int,
+    days: int | None,
+    final_sale: bool,
+    condition: str,
+) -> tuple[str, str] | None:
+    """(clause, why) when a hard rule refuses an item read as a fault (R2) or not (R1, R3, R5)."""
+    window = p.defect_window_days if as_fault else p.return_window_days
+    if remaining == 0:
+        return ("R4", "all units of this line were already returned")
+    if days is not None and days > window:
+        clause = "R2" if as_fault and window != p.return_window_days else "R1"
+        return (clause, f"requested on day {days} after delivery; the window is {window} days")
+    if final_sale and not as_fault:
+        return ("R3", "final-sale line returned for a change of mind")
+    if not as_fault and condition not in RESALEABLE:
+        return ("R5", f"a change-of-mind return must be unused; condition is {condition}")
+    return None
 
 
 def _facts(case: ReturnCase, p: ReturnParameters) -> list[ItemFacts]:
@@ -287,23 +321,16 @@ def _facts(case: ReturnCase, p: ReturnParameters) -> list[ItemFacts]:
         elif insp is not None and CONDITION_RANK[insp.condition] > CONDITION_RANK[it.condition]:
             mismatch = f"reported {it.condition} but inspected {insp.condition}"
 
-        window = (
-            p.defect_window_days
-            if fault or it.reason == "not_as_described"
-            else p.return_window_days
+        # R2: not_as_described is judged from the explanation; with none it is a change of mind
+        judged = it.reason == "not_as_described" and (
+            bool(it.customer_comment)
+            or it.photos > 0
+            or (insp is not None and (insp.defect_confirmed is True or bool(insp.notes)))
         )
-        deny: tuple[str, str] | None = None
-        if remaining == 0:
-            deny = ("R4", "all units of this line were already returned")
-        elif days is not None and days > window:
-            clause = (
-                "R2" if window == p.defect_window_days and window != p.return_window_days else "R1"
-            )
-            deny = (clause, f"requested on day {days} after delivery; the window is {window} days")
-        elif final_sale and not fault and it.reason != "not_as_described":
-            deny = ("R3", "final-sale line returned for a change of mind")
-        elif not fault and it.reason != "not_as_described" and condition not in RESALEABLE:
-            deny = ("R5", f"a change-of-mind return must be unused; condition is {condition}")
+        refuse = partial(
+            _refusal, p, remaining=remaining, days=days, final_sale=final_sale, condition=condition
+        )
+        deny = refuse(as_fault=fault or judged)
 
         facts = ItemFacts(
             sku=it.sku,
@@ -320,9 +347,11 @@ def _facts(case: ReturnCase, p: ReturnParameters) -> list[ItemFacts]:
             hygiene=hygiene,
             mismatch=mismatch,
             deny=deny,
+            judged=judged,
+            strict_deny=refuse(as_fault=fault) if judged else deny,
         )
         if deny is None:
-            if it.reason in ("not_as_described", "other"):
+            if judged or it.reason == "other":
                 facts.judgement.append(f"reason {it.reason} needs the customer's explanation")
             if mismatch:
                 facts.judgement.append(mismatch)
@@ -384,6 +413,17 @@ def fee_for(f: ItemFacts, refund: Decimal, p: ReturnParameters, category: str) -
     ):
         return cents(refund * p.restocking_fee_rate)
     return Decimal("0.00")
+
+
+def fee_readings(fixed: Decimal, judged: list[Decimal]) -> set[Decimal]:
+    """R10 totals a verdict may charge: each judged item as a fault (no fee) or not (its fee)."""
+    if len(judged) > 10:  # too many to list every mix: only the two whole readings
+        return {fixed, fixed + sum(judged, Decimal(0))}
+    return {
+        fixed + sum(mix, Decimal(0))
+        for n in range(len(judged) + 1)
+        for mix in combinations(judged, n)
+    }
 
 
 def refund_method(case: ReturnCase) -> Literal["original_payment", "store_credit", "exchange"]:
@@ -492,10 +532,16 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
             return v, False
         for f in facts:
             category = case.line(f.sku).category
-            if f.deny:
-                clause, reason = f.deny
+            refused = f.deny or f.strict_deny  # a judgement rules cannot make: the strict reading
+            if refused:
+                clause, reason = refused
                 cited.add(clause)
-                why.append(f"{f.sku}: {reason} ({clause})")
+                if f.deny is None:  # refused only as a change of mind: a person judges R2
+                    review = True
+                    cited.add("R2")
+                    why.append(f"{f.sku}: {UNJUDGED_R2}; as a change of mind: {reason} ({clause})")
+                else:
+                    why.append(f"{f.sku}: {reason} ({clause})")
                 items.append(
                     ItemVerdict(
                         sku=f.sku,
@@ -514,14 +560,23 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
                 cited.add("R4")
                 why.append(f"{f.sku}: only {qty} of {f.requested} units remain returnable (R4)")
             refund = min(cents(f.unit_price * qty), f.refundable)
-            cited.add("R2" if f.fault or f.reason == "not_as_described" else "R1")
+            cited.update(
+                {"R1", "R2"} if f.reason == "not_as_described" else {"R2" if f.fault else "R1"}
+            )
             disposition = rule_disposition(f, p, category)
             if returnless_ok(refund, case, p):
                 disposition = "customer_keeps"
                 cited.add("R9")
             cited.add("R8")
             item_fee = fee_for(f, refund, p, category)
-            if item_fee:
+            if item_fee and f.judged:  # no fee as a fault, a fee as a change of mind
+                review = True
+                cited.update({"R2", "R10"})
+                why.append(
+                    f"{f.sku}: {UNJUDGED_R2}; as a change of mind it carries the "
+                    f"restocking fee {item_fee} (R10)"
+                )
+            elif item_fee:
                 cited.add("R10")
                 why.append(f"{f.sku}: restocking fee {item_fee} (R10)")
             fee += item_fee
@@ -568,9 +623,11 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
     ) -> list[str]:
         reasons = []
         if verdict.outcome == "needs_review":
+            nad = any(it.reason == "not_as_described" for it in case.request.items)
+            sends = ("R2", "R5", "R13") if nad else ("R5", "R13")
             reasons.append(
                 "the policy sends this case to review ("
-                + ", ".join(c for c in verdict.cited_clauses if c in ("R5", "R13"))
+                + ", ".join(c for c in verdict.cited_clauses if c in sends)
                 + ")"
             )
         if verdict.total_refund > params.max_auto_refund:
@@ -639,6 +696,7 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
         disp_fix: list[str] = []
         keep_fix: list[str] = []
         fee_required = Decimal("0.00")
+        fee_judged: list[Decimal] = []  # R2: no fee if judged a fault, this fee if not
         for it in v.items:
             f = facts[it.sku]
             category = case.line(it.sku).category
@@ -663,18 +721,29 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
                 bad = "customer_keeps" if it.disposition == "customer_keeps" else None
                 (keep_fix if bad else disp_fix).append(f"{it.sku}: {it.disposition} → {fixed}")
                 it.disposition = fixed
-            fee_required += fee_for(f, it.refund_amount, p, category)
+            item_fee = fee_for(f, it.refund_amount, p, category)
+            if f.judged and item_fee:
+                fee_judged.append(item_fee)
+            else:
+                fee_required += item_fee
         check("quantity_within_request", qty_fix)
         check("refund_within_paid", refund_fix)
         check("hard_eligibility", hard, "failed")
         check("disposition_allowed", disp_fix)
         check("returnless_eligible", keep_fix)
 
-        fee_fix = []
-        if v.restocking_fee != fee_required:
-            fee_fix.append(f"restocking fee {v.restocking_fee} → {fee_required} (R10)")
+        readings = fee_readings(fee_required, fee_judged)
+        fee_problem = []
+        if v.restocking_fee not in readings and fee_judged:
+            fee_problem.append(
+                f"restocking fee {v.restocking_fee} fits no reading of the not_as_described "
+                f"items (R2, R10): {min(readings)} if all are faults, {max(readings)} if none "
+                "is, or the fee of each item read as a change of mind"
+            )
+        elif v.restocking_fee not in readings:
+            fee_problem.append(f"restocking fee {v.restocking_fee} → {fee_required} (R10)")
             v.restocking_fee = fee_required
-        check("restocking_fee", fee_fix)
+        check("restocking_fee", fee_problem, "failed" if fee_judged else "repaired")
 
         approved = [i for i in v.items if i.quantity_approved > 0]
         timing = required_timing(case, p, v.items)
