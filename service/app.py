@@ -26,6 +26,7 @@ from service.http import ResponseHeaders
 from service.kinds.registry import KINDS
 from service.limits import BodyLimits, build_limiter
 from service.llm.client import LLMClient, describe_probe, model_names
+from service.log.idempotency import IdempotencyStore
 from service.services import build_services, start_shadow
 from service.settings import Settings, get_settings, redact_url
 
@@ -38,6 +39,18 @@ def text_position(doc: Any, offset: Any) -> str:
     pos = offset if isinstance(offset, int) else 0
     line, line_start = text.count("\n", 0, pos) + 1, text.rfind("\n", 0, pos) + 1
     return f"line {line}, column {pos - line_start + 1}"
+
+
+async def purge_idempotency(keys: IdempotencyStore, *, every_s: float, batch: int) -> None:
+    """Delete expired Idempotency-Keys until cancelled, `batch` rows per transaction:
+    again at once while full batches go, else every `every_s` seconds."""
+    while True:
+        try:
+            n = await anyio.to_thread.run_sync(lambda: keys.purge(limit=batch))
+        except Exception:  # the database may be away for a while; try again later
+            log.exception("idempotency purge failed")
+            n = 0
+        await asyncio.sleep(0 if n >= batch else every_s)
 
 
 def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None) -> FastAPI:
@@ -58,6 +71,17 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
             if settings.spec_poll_s > 0
             else None
         )
+        purger = (
+            asyncio.create_task(
+                purge_idempotency(
+                    services.stores.idempotency,
+                    every_s=settings.idempotency_purge_s,
+                    batch=settings.idempotency_purge_batch,
+                )
+            )
+            if settings.idempotency_purge_s > 0
+            else None
+        )
         mode = "LLM disabled: rules only"
         if engine.llm is not None:
             probes = await engine.llm.probe(model_names(engine.registry.live_specs()), fresh=True)
@@ -70,8 +94,10 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
             yield
         finally:
             await limiter.aclose()
-            if watcher is not None:
-                watcher.cancel()
+            tasks = [t for t in (watcher, purger) if t is not None]
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # no thread left on the db
             await services.aclose()
 
     app = FastAPI(

@@ -12,12 +12,21 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from service.engine import DecisionResponse, new_decision_id
-from service.errors import Conflict, InvalidInput, NotFound, validation_details
+from service.engine import DecisionResponse, cited_clauses_check, new_decision_id
+from service.errors import (
+    ArbiterError,
+    Conflict,
+    Forbidden,
+    InvalidInput,
+    NotFound,
+    VerdictRefused,
+    validation_details,
+)
+from service.kinds.base import WORDING_FIELDS, Check, VerdictBase
 from service.kinds.registry import AnyKind
 from service.log.chain import utc_iso
 from service.log.decisions import DecisionFilter, DecisionLog
-from service.log.masking import mask_record
+from service.log.masking import MASK, mask_record, mask_tokens
 from service.log.models import DecisionRow, utcnow
 from service.specs.registry import SpecRegistry
 
@@ -85,6 +94,7 @@ def decision_detail(
                 "at": utc_iso(s.created_at),
                 "outcome": s.outcome,
                 "note": s.rationale,
+                "awaiting_second_reviewer": s.needs_review,
             }
             for s in sups
         ],
@@ -173,14 +183,19 @@ def export_lines(
 
 
 def stats(
-    log: DecisionLog, *, since: datetime | None, until: datetime | None, kind: str | None
+    log: DecisionLog,
+    kinds: Mapping[str, AnyKind],
+    *,
+    since: datetime | None,
+    until: datetime | None,
+    kind: str | None,
 ) -> dict[str, Any]:
     """Decisions per day by kind, source and outcome; fallback reasons; review and cost."""
     since = since or (utcnow() - timedelta(days=30))
     per_day: dict[str, dict[str, Any]] = {}
     fallback: dict[str, int] = {}
     total = review = 0
-    reviews = agree = 0
+    reviews = agree = compared = pending = 0
     for row in log.stream(filters=DecisionFilter(kind=kind, since=since, until=until)):
         day = utc_iso(row.created_at)[:10]
         d = per_day.setdefault(
@@ -194,9 +209,15 @@ def stats(
             },
         )
         if row.source == "review":
-            original = log.get(decision_id=row.supersedes or "")
+            if row.needs_review:  # awaiting a second reviewer
+                pending += 1
+                continue
             reviews += 1
-            agree += bool(original and original.outcome == row.outcome)
+            k = kinds.get(row.kind)
+            original = review_root(log, row)
+            if k and original.source != "review" and original.outcome != "needs_review":
+                compared += 1
+                agree += same_terms(k, original.verdict, row.verdict)
             continue
         total += 1
         review += row.needs_review
@@ -220,78 +241,220 @@ def stats(
         "review_rate": round(review / total, 4) if total else None,
         "fallback_reasons": fallback,
         "reviews": reviews,
-        "reviewer_agreement": round(agree / reviews, 4) if reviews else None,
+        "reviews_pending": pending,
+        "reviews_compared": compared,
+        "reviewer_agreement": round(agree / compared, 4) if compared else None,
         "per_day": dict(sorted(per_day.items())),
     }
 
 
-async def submit_review(
-    log: DecisionLog,
-    kinds: Mapping[str, AnyKind],
-    *,
-    decision_id: str,
-    verdict: dict[str, Any] | None,
-    note: str,
-    reviewer: str,
-) -> DecisionRow:
-    """A new record that supersedes the original; never an edit. 409 if already reviewed."""
-    import anyio
-
-    original = await anyio.to_thread.run_sync(lambda: log.get(decision_id=decision_id))
-    if original is None:
-        raise NotFound(f"no decision {decision_id}")
-    if original.shadow_of is not None or original.source == "review":
-        raise Conflict(
-            f"{decision_id} is a {'shadow' if original.shadow_of else 'review'} "
-            "record; review the live decision instead"
-        )
-    k = kinds.get(original.kind)
-    if k is None:
-        raise NotFound(f"unknown decision kind {original.kind!r}")
-    data = dict(verdict if verdict is not None else original.verdict)
-    for computed in k.Verdict.model_computed_fields:  # e.g. total_refund: derived, not input
-        data.pop(computed, None)
+def parse_verdict(k: AnyKind, data: dict[str, Any]) -> VerdictBase:
+    """A verdict from JSON (derived fields such as total_refund dropped); 422 names fields."""
+    data = {f: v for f, v in data.items() if f not in k.Verdict.model_computed_fields}
     try:
-        v = k.Verdict.model_validate(data)
+        verdict: VerdictBase = k.Verdict.model_validate(data)
+        return verdict
     except ValidationError as exc:
         details = [
             {"field": "verdict." + d["field"], "reason": d["reason"]}
             for d in validation_details(list(exc.errors()))
         ]
         raise InvalidInput("the reviewer's verdict is not valid", details=details) from exc
+
+
+def same_terms(k: AnyKind, a: dict[str, Any], b: dict[str, Any]) -> bool:
+    """Whether two verdicts decide the same: every field compared but the wording
+    (cited clauses, rationale, confidence, customer message)."""
+
+    def terms(data: dict[str, Any]) -> dict[str, Any]:
+        dumped: dict[str, Any] = parse_verdict(k, data).model_dump(mode="json")
+        return {f: v for f, v in dumped.items() if f not in WORDING_FIELDS}
+
+    return terms(a) == terms(b)
+
+
+def review_root(log: DecisionLog, row: DecisionRow) -> DecisionRow:
+    """The live decision a review (or a chain of pending reviews) is about."""
+    while row.source == "review" and row.supersedes:
+        up = log.get(decision_id=row.supersedes)
+        if up is None:
+            break
+        row = up
+    return row
+
+
+def _refused(checks: list[Check], repaired: VerdictBase | None) -> VerdictRefused:
+    failed = [c for c in checks if c.status == "failed"]
+    repairs = [c for c in checks if c.status == "repaired"]
+    named = "; ".join(f"{c.name} ({c.detail})" for c in [*failed, *repairs])
+    how = (
+        "it breaks the policy"
+        if failed
+        else "the policy would change it; check the repaired verdict and submit it to confirm"
+    )
+    return VerdictRefused(
+        f"the reviewer's verdict was not recorded: {how}: {named}",
+        details={
+            "failed": [c.model_dump() for c in failed],
+            "repairs": [c.model_dump() for c in repairs],
+            "repaired_verdict": None
+            if failed or repaired is None
+            else repaired.model_dump(mode="json"),
+        },
+    )
+
+
+def _check_review(
+    log: DecisionLog,
+    k: AnyKind,
+    registry: SpecRegistry,
+    target: DecisionRow,
+    data: dict[str, Any],
+) -> tuple[DecisionRow, VerdictBase, list[Check], list[str]]:
+    """The guard over a reviewer's verdict, under the case and spec version of the original:
+    (original, verdict, checks, why a second reviewer must confirm it)."""
+    root = review_root(log, target)
+    v = parse_verdict(k, data)
+    if k.outcome(v) == "needs_review":
+        raise InvalidInput(
+            "a review must decide the case: 'needs_review' is not a reviewer's verdict",
+            details=[{"field": "verdict.outcome", "reason": "a review must decide the case"}],
+        )
+    try:
+        spec = registry.by_sha(root.kind, root.spec_sha256)
+    except ArbiterError as exc:
+        raise Conflict(
+            f"the spec version {root.spec_sha256[:12]} of {root.id} cannot be read, so no "
+            f"review can be checked against it: {exc.message}"
+        ) from exc
+    try:
+        case = k.Case.model_validate(root.case)
+    except ValidationError as exc:
+        raise Conflict(f"the case of {root.id} no longer validates; it cannot be reviewed") from exc
+    guarded = k.guard(case, v, spec.params)
+    checks = [*guarded.checks, cited_clauses_check(v, spec)]
+    if (
+        not any(c.status == "repaired" for c in checks)
+        and guarded.verdict.model_dump() != v.model_dump()
+    ):
+        filled = [f for f, x in guarded.verdict.model_dump().items() if v.model_dump().get(f) != x]
+        checks.append(
+            Check(
+                name="verdict_complete",
+                status="repaired",
+                detail="set by the policy: " + ", ".join(filled),
+            )
+        )
+    hard = [c for c in checks if c.status == "failed" and c.name not in k.automatic_only]
+    if hard or any(c.status == "repaired" for c in checks):
+        raise _refused(
+            [c for c in checks if c.status != "passed"], guarded.verdict if not hard else None
+        )
+    person_only = [
+        *(c.detail or c.name for c in checks if c.status == "failed"),
+        *k.review_reasons(case, v, spec.params),
+    ]
+    verdict = v.model_dump(mode="json")
+    confirms = target.source == "review" and same_terms(k, verdict, target.verdict)
+    four_eyes: list[str] = []
+    if not confirms and not same_terms(k, verdict, root.verdict):
+        if not root.needs_review:
+            four_eyes.append(
+                "overrides a decision that did not need review: a second reviewer must confirm"
+            )
+        four_eyes += [
+            f"the reviewer's own verdict is one the policy reserves to a person ({why}): "
+            "a second reviewer must confirm"
+            for why in person_only
+        ]
+    return root, v, checks, four_eyes
+
+
+async def submit_review(
+    log: DecisionLog,
+    kinds: Mapping[str, AnyKind],
+    registry: SpecRegistry,
+    *,
+    decision_id: str,
+    verdict: dict[str, Any] | None,
+    note: str,
+    reviewer: str,
+    unseen: frozenset[str] = frozenset(),
+) -> DecisionRow:
+    """A new record that supersedes the decision (or a review awaiting a second reviewer);
+    never an edit. The kind's guard checks it; 409 if already reviewed.
+
+    `unseen`: verdict fields the reviewer sees masked; left out, they keep the stored value.
+    """
+    import anyio
+
+    target = await anyio.to_thread.run_sync(lambda: log.get(decision_id=decision_id))
+    if target is None:
+        raise NotFound(f"no decision {decision_id}")
+    if target.shadow_of is not None or (target.source == "review" and not target.needs_review):
+        raise Conflict(
+            f"{decision_id} is a {'shadow' if target.shadow_of else 'settled review'} "
+            "record; review the live decision instead"
+        )
+    done = await anyio.to_thread.run_sync(lambda: log.superseding(decision_id=target.id))
+    if done is not None:  # checked again, atomically, when the review is appended
+        raise Conflict(
+            f"{decision_id} has already been reviewed (by {done.id})",
+            details={"decision_id": decision_id},
+        )
+    if target.source == "review" and target.caller == reviewer:
+        raise Forbidden(
+            f"{decision_id} is your own verdict: a second reviewer must confirm or change it"
+        )
+    k = kinds.get(target.kind)
+    if k is None:
+        raise NotFound(f"unknown decision kind {target.kind!r}")
+    data = dict(target.verdict)
+    if verdict is not None:
+        hidden = mask_tokens(verdict, "verdict")
+        if hidden:
+            raise InvalidInput(
+                f"the verdict contains the mask token {MASK}: masked data is never a value; "
+                "leave a field you cannot see out to keep it as it is",
+                details=[{"field": p, "reason": f"contains {MASK}"} for p in hidden],
+            )
+        data = {**{f: target.verdict[f] for f in unseen if f in target.verdict}, **verdict}
+    root, v, checks, four_eyes = await anyio.to_thread.run_sync(
+        lambda: _check_review(log, k, registry, target, data)
+    )
     row = DecisionRow(
         id=new_decision_id(),
-        kind=original.kind,
+        kind=root.kind,
         created_at=datetime.now(UTC),
         caller=reviewer,
         idempotency_key=None,
-        order_id=original.order_id,
-        customer_id=original.customer_id,
+        order_id=root.order_id,
+        customer_id=root.customer_id,
         outcome=k.outcome(v),
         source="review",
-        needs_review=False,
+        needs_review=bool(four_eyes),
         fallback_reason=None,
-        case=original.case,
+        case=root.case,
         verdict=v.model_dump(mode="json"),
         llm_verdict=None,
-        checks=[],
-        review_reasons=[],
+        checks=[c.model_dump() for c in checks],
+        review_reasons=four_eyes,
         cited_clauses=list(v.cited_clauses),
         rationale=note,
         confidence=1.0,
-        spec_name=original.spec_name,
-        spec_version=original.spec_version,
-        spec_sha256=original.spec_sha256,
+        spec_name=root.spec_name,
+        spec_version=root.spec_version,
+        spec_sha256=root.spec_sha256,
         prompt_sha256=None,
         prompt_template_sha256=None,
         prompt=None,
-        guardrails_version=original.guardrails_version,
+        guardrails_version=k.guardrails_version,
         model=None,
         attempts=[],
         usage={"prompt_tokens": 0, "completion_tokens": 0, "llm_calls": 0, "cost_usd": "0.000000"},
         latency_ms={"total": 0, "llm": 0},
         shadow_of=None,
-        supersedes=original.id,
+        supersedes=target.id,
         prev_hash="",
         hash="",
     )

@@ -174,8 +174,11 @@ def keys_create(
     name: Annotated[str, typer.Option(help="Who or what uses the key.")] = "unnamed",
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
+    from service.log.models import KEY_NAME_MAX
     from service.services import build_services
 
+    if not 1 <= len(name) <= KEY_NAME_MAX:
+        _fail(f"--name: 1 to {KEY_NAME_MAX} characters", 2)
     wanted = [s.strip() for s in scopes.split(",") if s.strip()]
     unknown = sorted(set(wanted) - SCOPES)
     if not wanted or unknown:
@@ -198,16 +201,21 @@ def _registry() -> Any:
 @spec_app.command("lint")
 def spec_lint(
     paths: Annotated[
-        list[Path] | None, typer.Argument(help="Spec files (default: specs/*.md)")
+        list[Path] | None,
+        typer.Argument(help="Spec files or folders of them (default: specs/)"),
     ] = None,
 ) -> None:
     """Check spec files; exit 1 when any has an error (warnings don't fail)."""
     from service.specs.lint import lint_file, report
 
     settings = get_settings()
-    files = paths or sorted(settings.specs_dir.glob("*.md"))
+    files = [
+        f
+        for p in paths or [settings.specs_dir]
+        for f in (sorted(p.glob("*.md")) if p.is_dir() else [p])
+    ]
     if not files:
-        _fail(f"no spec files in {settings.specs_dir}", 2)
+        _fail(f"no spec files in {', '.join(map(str, paths or [settings.specs_dir]))}", 2)
     failed = 0
     for path in files:
         analysis = lint_file(

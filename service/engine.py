@@ -15,7 +15,7 @@ from service.errors import Conflict, InvalidInput, NotFound, Overloaded, validat
 from service.kinds.base import Check, VerdictBase
 from service.kinds.injection import screen
 from service.kinds.registry import KINDS, AnyKind
-from service.llm.client import LLMClient
+from service.llm.client import FallbackReason, LLMClient
 from service.llm.prompts import PromptLibrary
 from service.llm.usage import Attempt, Usage
 from service.log.chain import canonical, utc_iso
@@ -279,7 +279,7 @@ class Engine:
         checks: list[Check] = []
         review: list[str] = []
         llm_verdict: VerdictBase | None = None
-        fallback_reason: str | None = None
+        fallback_reason: FallbackReason | None = None
         model: str | None = None
         prompt = None
         llm_ms = 0

@@ -29,6 +29,12 @@ class InvalidInput(ArbiterError):
     code = "validation_error"
 
 
+class VerdictRefused(InvalidInput):
+    """A reviewer's verdict that the kind's guard fails or would repair; nothing is logged."""
+
+    code = "verdict_out_of_policy"
+
+
 class Unauthenticated(ArbiterError):
     status = 401
     code = "unauthenticated"

@@ -112,6 +112,10 @@ class Settings(BaseSettings):
     )
     redis_prefix: str = "arbiter:"
     idempotency_ttl_hours: int = Field(default=24, ge=24)
+    idempotency_purge_s: float = Field(
+        default=300.0, ge=0, description="how often expired keys are deleted; 0 = never"
+    )
+    idempotency_purge_batch: int = Field(default=1000, ge=1, le=100_000)
     database_url_file: Path | None = None
     unsafe_null_log: bool = Field(default=False, description="benchmarks only: log nothing")
 

@@ -231,9 +231,10 @@ async def test_review_queue_supersede_and_conflict(api: Any) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"].startswith(
         "verdict."
     )
+    held = {**verdict, "refund_timing": "on_inspection"}
     results = await asyncio.gather(
         api.client.post(url, headers=h, json={"verdict": verdict, "note": "DOA, photo shows"}),
-        api.client.post(url, headers=h, json={"note": "accept as proposed"}),
+        api.client.post(url, headers=h, json={"verdict": held, "note": "inspect it first"}),
     )
     codes = sorted(r.status_code for r in results)
     assert codes == [201, 409]
@@ -250,7 +251,8 @@ async def test_review_queue_supersede_and_conflict(api: Any) -> None:
     assert by["by"].startswith("key_") and by["at"].endswith("Z")
     assert original["outcome"] == "needs_review"  # the original is never edited
     st = (await api.client.get("/v1/audit/stats", headers=api.auth("audit"))).json()
-    assert st["reviews"] == 1 and st["reviewer_agreement"] in (0.0, 1.0)
+    assert st["reviews"] == 1 and st["reviews_compared"] == 0  # no proposal to agree with
+    assert st["reviewer_agreement"] is None
     assert api.engine.log.verify().ok
     assert (await api.client.get("/v1/reviews", headers=api.auth("audit"))).status_code == 403
     missing = await api.client.post("/v1/decisions/dec_nope/review", headers=h, json={"note": "x"})

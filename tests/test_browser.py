@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import socket
 import threading
@@ -61,6 +62,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     keys = app.state.services.stores.keys
     _, admin = keys.create(name="browser", scopes=["admin"])
     _, decide = keys.create(name="seed", scopes=["decide"])
+    _, reviewer = keys.create(name="reviewer", scopes=["review"])
     h = {"Authorization": f"Bearer {decide}"}
     with httpx.Client(base_url=base, headers=h) as c:
         for i in range(6):
@@ -78,7 +80,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         c.post("/v1/decisions/returns", json=xss).raise_for_status()
         c.post("/v1/decisions/exceptions", json=contract("exceptions.request")).raise_for_status()
         c.post("/v1/decisions/routing", json=contract("routing.request")).raise_for_status()
-    yield {"base": base, "admin": admin}
+    yield {"base": base, "admin": admin, "review": reviewer}
     srv.should_exit = True
     thread.join(timeout=10)
 
@@ -121,13 +123,54 @@ def test_auditor_and_reviewer_in_a_browser(server: dict[str, Any], tmp_path: Pat
         page.click("text=Review queue")
         page.wait_for_url(f"{base}/ui/reviews")
         page.screenshot(path=str(shots / "reviews.png"), full_page=True)
+
+        # a review-only key, without audit:pii, works the queue
+        page.click("header button")
+        page.wait_for_url("**/ui/login")
+        page.goto(f"{base}/ui/login?next=/ui/reviews")
+        page.fill("#api_key", server["review"])
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/ui/reviews")
         page.click("td a:text-is('Review')")
+        page.wait_for_load_state()
+        form = page.locator("textarea[name=verdict_json]")
+        prefilled = json.loads(form.input_value())
+        assert "[masked]" not in json.dumps(prefilled) and "customer_message" not in prefilled
+        assert page.locator("button[value=accept]").count() == 0  # 'needs_review' (R5)
+        verdict = {
+            **prefilled,
+            "outcome": "approve",
+            "items": [
+                {
+                    "sku": "JKT-RAIN-M",
+                    "quantity_approved": 1,
+                    "refund_amount": "999.00",
+                    "disposition": "refurbish",
+                }
+            ],
+            "refund_method": "original_payment",
+            "refund_timing": "on_carrier_scan",
+            "label_required": True,
+        }
+        form.fill(json.dumps(verdict))
         page.fill("#note", "Photo shows it is dead on arrival; approve.")
-        page.click("button[value=accept]")
+        page.click("button[value=override]")
+        page.wait_for_load_state()
+        body = page.inner_text("body")
+        assert "Not recorded" in body and "999.00 → 129.00" in body
+        repaired = json.loads(page.locator("textarea[name=verdict_json]").input_value())
+        assert repaired["items"][0]["refund_amount"] == "129.00"
+        page.fill("#note", "Photo shows it is dead on arrival; approve at the price paid.")
+        page.click("button[value=override]")
         page.wait_for_load_state()
         assert "Superseded by a review" in page.inner_text("body")
         page.goto(f"{base}/ui/reviews")
         assert "Nothing waits for review." in page.inner_text("body")
+        page.click("header button")
+        page.wait_for_url("**/ui/login")
+        page.fill("#api_key", server["admin"])
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/ui/decisions")
 
         page.goto(f"{base}/ui/audit")
         assert "intact" in page.inner_text("body")

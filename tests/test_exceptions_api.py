@@ -81,7 +81,7 @@ FORBIDDEN = [
         "release above the hard fraud threshold",
         ex.fraud(90, ["velocity"]),
         {"action": "release"},
-        "hard_limits",
+        "automatic_limits",
     ),
     (
         "substitute a sku that was not offered",

@@ -244,7 +244,7 @@ def test_e9_fraud_bands(risk: int, signals: list[str], action: str) -> None:
 
 def test_e9_guard_never_releases_above_hard_threshold() -> None:
     g = guard(ex.fraud(88, ["avs_mismatch"]), llm("release"))
-    assert statuses(g)["hard_limits"] == "failed" and "85" in g.failed[0].detail
+    assert statuses(g)["automatic_limits"] == "failed" and "85" in g.failed[0].detail
     assert not guard(ex.fraud(60), llm("release")).failed
 
 

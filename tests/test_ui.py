@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from typing import Any
 
@@ -76,10 +77,37 @@ async def test_review_form_needs_csrf_and_supersedes(api: Any) -> None:
         url, data={"csrf": csrf, "note": "x", "action": "override", "verdict_json": "{not json"}
     )
     assert "not%20JSON" in bad.headers["location"]
-    ok = await api.client.post(
+    # the proposal is 'needs_review' (R5): there is nothing to accept, a verdict is needed
+    assert 'value="accept"' not in page
+    refused = await api.client.post(
         url, data={"csrf": csrf, "note": "Checked the photos", "action": "accept"}
     )
-    assert ok.status_code == 303
+    assert "decide" in refused.headers["location"]
+    verdict = {
+        **{k: v for k, v in d["verdict"].items() if k != "total_refund"},
+        "outcome": "approve",
+        "items": [
+            {
+                "sku": "JKT-RAIN-M",
+                "quantity_approved": 1,
+                "refund_amount": "129.00",
+                "disposition": "refurbish",
+            }
+        ],
+        "refund_method": "original_payment",
+        "refund_timing": "on_carrier_scan",
+        "label_required": True,
+    }
+    ok = await api.client.post(
+        url,
+        data={
+            "csrf": csrf,
+            "note": "Checked the photos",
+            "action": "override",
+            "verdict_json": json.dumps(verdict),
+        },
+    )
+    assert ok.status_code == 303, ok.text
     page = (await api.client.get(f"/ui/decisions/{d['decision_id']}")).text
     assert "Superseded by a review" in page and "Checked the photos" in page
     again = await api.client.post(url, data={"csrf": csrf, "note": "x", "action": "accept"})

@@ -11,7 +11,7 @@ from fastapi.responses import JSONResponse, StreamingResponse
 from service.api.filters import IsoTime, ListFilters
 from service.audit import export_lines, stats
 from service.auth import Caller
-from service.deps import LogDep, require
+from service.deps import KindsDep, LogDep, require
 from service.limits import MAX_SEQ
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
@@ -58,10 +58,13 @@ async def export(
 @router.get("/stats")
 async def get_stats(
     log: LogDep,
+    kinds: KindsDep,
     _: AuditCaller,
     since: IsoTime | None = None,
     until: IsoTime | None = None,
     kind: Annotated[str | None, Query(max_length=32)] = None,
 ) -> dict[str, Any]:
     """Per day: decisions by kind, source and outcome, fallback reasons, review rate, cost."""
-    return await anyio.to_thread.run_sync(lambda: stats(log, since=since, until=until, kind=kind))
+    return await anyio.to_thread.run_sync(
+        lambda: stats(log, kinds, since=since, until=until, kind=kind)
+    )

@@ -18,6 +18,7 @@ from service.kinds.registry import AnyKind
 
 DecideCaller = Annotated[Caller, Depends(require("decide"))]
 AuditCaller = Annotated[Caller, Depends(require("audit"))]
+ReaderCaller = Annotated[Caller, Depends(require("audit", "review"))]
 IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", max_length=255)]
 PinSha = Annotated[
     str | None,
@@ -124,9 +125,12 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
 
     @router.get("/decisions/{decision_id}", tags=["audit"])
     async def get_decision(
-        decision_id: str, log: LogDep, registry: RegistryDep, caller: AuditCaller
+        decision_id: str, log: LogDep, registry: RegistryDep, caller: ReaderCaller
     ) -> dict[str, Any]:
-        """The full record: case, verdicts, checks, clause text, prompt, attempts, links."""
+        """The full record: case, verdicts, checks, clause text, prompt, attempts, links.
+
+        Scope `audit`, or `review`: a reviewer reads the one decision being judged, masked
+        the same way (not the list, the export or the stats)."""
         row = await anyio.to_thread.run_sync(lambda: log.get(decision_id=decision_id))
         if row is None:
             raise NotFound(f"no decision {decision_id}")

@@ -13,7 +13,7 @@ from service.errors import InvalidInput
 from service.limits import MAX_SEQ, year_in_range
 from service.log.chain import parse_utc, utc_iso
 from service.log.decisions import DecisionFilter
-from service.log.models import DecisionRow
+from service.log.models import OUTCOME_MAX, DecisionRow
 
 
 def _iso(value: Any) -> Any:
@@ -42,7 +42,10 @@ class ListFilters(BaseModel):
     source: Annotated[Literal["rules", "llm", "fallback", "review"] | None, Query()] = None
     outcome: Annotated[
         str | None,
-        Query(max_length=64, description="returns outcome, exceptions action, routing plan id"),
+        Query(
+            max_length=OUTCOME_MAX,
+            description="returns outcome, exceptions action, routing plan id",
+        ),
     ] = None
     needs_review: bool | None = None
     fallback_reason: Annotated[str | None, Query(max_length=32)] = None

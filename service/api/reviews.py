@@ -6,13 +6,15 @@ from typing import Annotated, Any, Literal
 
 import anyio
 from fastapi import APIRouter, Depends, Query
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from service.api.filters import decode_cursor, encode_cursor, summary
 from service.audit import submit_review
 from service.auth import Caller
-from service.deps import KindsDep, LogDep, json_body, require
+from service.deps import KindsDep, LogDep, RegistryDep, json_body, require
 from service.kinds.base import storable
+from service.log.masking import masked_verdict_fields
 
 router = APIRouter(prefix="/v1", tags=["reviews"])
 ReviewCaller = Annotated[Caller, Depends(require("review"))]
@@ -52,17 +54,54 @@ async def list_reviews(
     }
 
 
-@router.post("/decisions/{decision_id}/review", status_code=201, dependencies=[Depends(json_body)])
+class ReviewOut(BaseModel):
+    """The review record: settled (201), or awaiting a second reviewer (202)."""
+
+    model_config = {"extra": "allow"}
+
+    decision_id: str
+    settled: bool
+    verdict: dict[str, Any]
+    review_reasons: list[str]
+
+
+@router.post(
+    "/decisions/{decision_id}/review",
+    status_code=201,
+    response_model=ReviewOut,
+    responses={202: {"model": ReviewOut, "description": "Awaiting a second reviewer"}},
+    dependencies=[Depends(json_body)],
+)
 async def review(
-    decision_id: str, body: ReviewIn, log: LogDep, kinds: KindsDep, caller: ReviewCaller
-) -> dict[str, Any]:
-    """Record the reviewer's verdict as a new record that supersedes the decision."""
+    decision_id: str,
+    body: ReviewIn,
+    log: LogDep,
+    kinds: KindsDep,
+    registry: RegistryDep,
+    caller: ReviewCaller,
+) -> JSONResponse:
+    """Record the reviewer's verdict as a new record that supersedes the decision.
+
+    The verdict passes the kind's guard under the spec version of the decision (422 names
+    every failed check, or lists the repairs and the repaired verdict to confirm). An
+    override of a decision that needed no review, or one the policy reserves to a person
+    (R7, E9, E11), waits for a second reviewer: 202, and that reviewer reviews this record.
+    """
     row = await submit_review(
         log,
         kinds,
+        registry,
         decision_id=decision_id,
         verdict=body.verdict,
         note=body.note,
         reviewer=caller.key_id,
+        unseen=frozenset() if caller.has("audit:pii") else masked_verdict_fields(),
     )
-    return {**summary(row), "verdict": row.verdict}
+    out = {
+        **summary(row),
+        "settled": not row.needs_review,
+        "verdict": row.verdict,
+        "checks": row.checks,
+        "review_reasons": row.review_reasons,
+    }
+    return JSONResponse(out, status_code=202 if row.needs_review else 201)

@@ -26,9 +26,12 @@ from service.deps import (
     SessionsDep,
     SettingsDep,
 )
-from service.errors import ArbiterError, Forbidden, validation_details
-from service.log.decisions import DecisionFilter
+from service.errors import ArbiterError, Forbidden, VerdictRefused, validation_details
+from service.kinds.base import unstorable
+from service.log.decisions import DecisionFilter, DecisionLog
+from service.log.masking import masked_verdict_fields
 from service.settings import Settings
+from service.specs.registry import SpecRegistry
 from service.specs.versions import diff_by_ref
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
@@ -194,6 +197,65 @@ async def decisions(
     )
 
 
+def _decision_page(
+    request: Request,
+    caller: Caller,
+    csrf: str,
+    d: dict[str, Any],
+    *,
+    error: str | None = None,
+    proposal: dict[str, Any] | None = None,
+    repairs: list[dict[str, Any]] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    changed = d["llm_verdict"] is not None and d["llm_verdict"] != {
+        k: v for k, v in d["verdict"].items() if k in d["llm_verdict"]
+    }
+    pending = d["source"] == "review" and d["needs_review"]
+    can_review = (
+        caller.has("review")
+        and not d["superseded_by"]
+        and not d["shadow_of"]
+        and (d["source"] != "review" or pending)
+        and not (pending and d["caller"] == caller.key_id)
+    )
+    # never round-trip a field the reviewer sees masked: it is left out and kept as stored
+    unseen = set() if caller.has("audit:pii") else masked_verdict_fields()
+    hidden = sorted(f for f in unseen if f in d["verdict"])
+    skip = {"total_refund", *hidden}
+    verdict_input = {k: v for k, v in (proposal or d["verdict"]).items() if k not in skip}
+    resp = page(
+        request,
+        "decision.html",
+        caller,
+        csrf,
+        d=d,
+        changed=changed,
+        can_review=can_review,
+        pending=pending,
+        can_accept=d["outcome"] != "needs_review",
+        hidden_fields=hidden,
+        repairs=repairs or [],
+        verdict_json=json.dumps(verdict_input, indent=2),
+        error=error,
+    )
+    resp.status_code = status_code
+    return resp
+
+
+async def _detail(
+    log: DecisionLog, registry: SpecRegistry, caller: Caller, decision_id: str
+) -> dict[str, Any] | None:
+    row = await anyio.to_thread.run_sync(lambda: log.get(decision_id=decision_id))
+    if row is None:
+        return None
+    pii = caller.has("audit:pii")
+    detail: dict[str, Any] = await anyio.to_thread.run_sync(
+        lambda: decision_detail(log, registry, row, pii=pii)
+    )
+    return detail
+
+
 @router.get("/decisions/{decision_id}")
 async def decision(
     request: Request,
@@ -204,9 +266,9 @@ async def decision(
     error: str | None = None,
 ) -> HTMLResponse:
     caller, csrf = who
-    _need(caller, "audit")
-    row = await anyio.to_thread.run_sync(lambda: log.get(decision_id=decision_id))
-    if row is None:
+    _need(caller, "audit", "review")  # a reviewer reads the decision being judged
+    d = await _detail(log, registry, caller, decision_id)
+    if d is None:
         return page(
             request,
             "message.html",
@@ -215,38 +277,16 @@ async def decision(
             title="Not found",
             message=f"There is no decision {decision_id}.",
         )
-    d = await anyio.to_thread.run_sync(
-        lambda: decision_detail(log, registry, row, pii=caller.has("audit:pii"))
-    )
-    changed = d["llm_verdict"] is not None and d["llm_verdict"] != {
-        k: v for k, v in d["verdict"].items() if k in d["llm_verdict"]
-    }
-    can_review = (
-        caller.has("review")
-        and d["needs_review"]
-        and not d["superseded_by"]
-        and d["source"] != "review"
-        and not d["shadow_of"]
-    )
-    verdict_input = {k: v for k, v in d["verdict"].items() if k != "total_refund"}
-    return page(
-        request,
-        "decision.html",
-        caller,
-        csrf,
-        d=d,
-        changed=changed,
-        can_review=can_review,
-        verdict_json=json.dumps(verdict_input, indent=2),
-        error=error,
-    )
+    return _decision_page(request, caller, csrf, d, error=error)
 
 
 @router.post("/decisions/{decision_id}/review")
 async def review(
+    request: Request,
     decision_id: str,
     log: LogDep,
     kinds: KindsDep,
+    registry: RegistryDep,
     who: UiCaller,
     csrf: Annotated[str, Form()],
     note: Annotated[str, Form(max_length=2000)],
@@ -259,18 +299,39 @@ async def review(
     back = f"/ui/decisions/{quote(decision_id)}"
     if not note.strip():
         return RedirectResponse(back + "?error=" + quote("Write a note for the record."), 303)
+    problem = unstorable(note)
+    if problem:
+        return RedirectResponse(back + "?error=" + quote(f"The note {problem}."), 303)
     try:
         verdict = None if action == "accept" else json.loads(verdict_json)
+        if verdict is not None and not isinstance(verdict, dict):
+            raise json.JSONDecodeError("expected an object", verdict_json, 0)
         await submit_review(
             log,
             kinds,
+            registry,
             decision_id=decision_id,
             verdict=verdict,
             note=note.strip(),
             reviewer=caller.key_id,
+            unseen=frozenset() if caller.has("audit:pii") else masked_verdict_fields(),
         )
     except json.JSONDecodeError as exc:
         return RedirectResponse(back + "?error=" + quote(f"The verdict is not JSON: {exc}"), 303)
+    except VerdictRefused as exc:
+        d = await _detail(log, registry, caller, decision_id)
+        assert d is not None
+        details = exc.details or {}
+        return _decision_page(
+            request,
+            caller,
+            csrf,
+            d,
+            error=exc.message,
+            proposal=details.get("repaired_verdict") or verdict,
+            repairs=[*details.get("failed", []), *details.get("repairs", [])],
+            status_code=exc.status,
+        )
     except ArbiterError as exc:
         detail = "; ".join(
             f"{d['field']}: {d['reason']}"
@@ -344,11 +405,13 @@ async def spec_diff(
 
 
 @router.get("/audit")
-async def audit(request: Request, log: LogDep, who: UiCaller) -> HTMLResponse:
+async def audit(request: Request, log: LogDep, kinds: KindsDep, who: UiCaller) -> HTMLResponse:
     caller, csrf = who
     _need(caller, "audit")
     report = await anyio.to_thread.run_sync(log.verify)
-    st = await anyio.to_thread.run_sync(lambda: stats(log, since=None, until=None, kind=None))
+    st = await anyio.to_thread.run_sync(
+        lambda: stats(log, kinds, since=None, until=None, kind=None)
+    )
     days = list(st["per_day"].items())[-14:]
     peak = max([d["decisions"] for _, d in days] or [1]) or 1
     return page(

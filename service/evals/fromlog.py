@@ -28,6 +28,8 @@ def add_from_log(
     if row is None:
         raise NotFound(f"no decision {decision_id}")
     review = log.superseding(decision_id=decision_id)
+    while review is not None and review.needs_review:  # awaiting a second reviewer
+        review = log.superseding(decision_id=review.id)
     expected = review.outcome if review is not None else row.outcome
     path = suite_path or root / row.kind / "from-log.yaml"
     data = yaml.safe_load(path.read_text()) if path.exists() else None

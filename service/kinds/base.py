@@ -116,11 +116,20 @@ MAX_INT = 2**53
 """The largest integer a request may carry: exact in every JSON client and database."""
 
 
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate, e.g. from "\ud83d" in JSON
+        return False
+    return True
+
+
 def unstorable(value: Any) -> str | None:
     """Why a request value cannot be stored and compared safely, or None.
 
-    PostgreSQL text cannot hold NUL; integers past 2**53 overflow date arithmetic, floats
-    and BIGINT columns. Lists and dicts (keys too) are walked; nested models check themselves.
+    PostgreSQL text cannot hold NUL nor unpaired surrogates (SQLite stores both); integers
+    past 2**53 overflow date arithmetic, floats and BIGINT columns. Lists and dicts (keys
+    too) are walked; nested models check themselves.
     """
     stack = [value]
     while stack:
@@ -128,6 +137,8 @@ def unstorable(value: Any) -> str | None:
         if isinstance(node, str):
             if "\x00" in node:
                 return "contains a NUL character (\\u0000), which text may not hold"
+            if not node.isascii() and not _utf8(node):
+                return "contains an unpaired surrogate (\\ud800-\\udfff), which is not text"
         elif isinstance(node, int) and not isinstance(node, bool):
             if abs(node) > MAX_INT:
                 return f"integer too large (at most {MAX_INT})"
@@ -170,6 +181,10 @@ class VerdictBase(BaseModel):
     confidence: float = Field(ge=0, le=1, description="How sure the decision is, 0 to 1.")
 
     check_storable = field_validator("*", mode="after")(storable)  # LLM output is stored too
+
+
+WORDING_FIELDS = frozenset({"cited_clauses", "rationale", "confidence", "customer_message"})
+"""Verdict fields that explain or word a decision; every other field is one of its terms."""
 
 
 class ParametersBase(BaseModel):
@@ -218,6 +233,9 @@ class DecisionKind(ABC, Generic[C, V, P]):
     """Clause ids that precheck, guard and fallback cite; every spec version must define them."""
     allows_many_tool_calls: ClassVar[bool] = False
     """Whether the model may answer with several calls of the offered tool (none does yet)."""
+    automatic_only: ClassVar[frozenset[str]] = frozenset()
+    """Guard checks that bind automatic decisions only ("never released automatically"): a
+    person may go past them, with a second reviewer; for the LLM they fail like any other."""
 
     @abstractmethod
     def precheck(self, case: C, params: P) -> V | None:
@@ -225,7 +243,7 @@ class DecisionKind(ABC, Generic[C, V, P]):
 
     @abstractmethod
     def guard(self, case: C, verdict: V, params: P) -> Guarded[V]:
-        """Check and bound an LLM verdict."""
+        """Check and bound a verdict, the LLM's or a reviewer's."""
 
     @abstractmethod
     def fallback(self, case: C, params: P) -> V:

@@ -649,6 +649,7 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
     Parameters = ExceptionParameters
     guardrails_version = "exceptions-guard-1"
     clause_refs = frozenset(f"E{i}" for i in range(1, 15))
+    automatic_only = frozenset({"automatic_limits"})
 
     def _rules(self, case: ExceptionCase, p: ExceptionParameters) -> tuple[ExceptionVerdict, bool]:
         c = case.root
@@ -725,13 +726,14 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
         )
         hard: list[str] = []
         repaired: list[str] = []
+        automatic: list[str] = []  # limits of automatic decisions only (E9, E11)
         if isinstance(c, FraudReviewCase):
             if v.action == "release" and c.details.risk_score >= p.hard_fraud_threshold:
-                hard.append(
+                automatic.append(
                     f"release with risk {c.details.risk_score} ≥ {p.hard_fraud_threshold} (E9)"
                 )
         if v.action == "cancel_order" and is_vip(c, p):
-            hard.append("a VIP order is never cancelled automatically (E11)")
+            automatic.append("a VIP order is never cancelled automatically (E11)")
         if isinstance(c, PaymentFailedCase) and v.action == "retry_payment":
             if v.retry_at is None:
                 hard.append("retry_payment without retry_at")
@@ -795,6 +797,7 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
             if v.wait_until != c.details.consolidate_date:
                 repaired.append(f"wait_until {v.wait_until} → {c.details.consolidate_date}")
                 v.wait_until = c.details.consolidate_date
+        check("automatic_limits", automatic)
         check("hard_limits", hard)
         check("action_fields", repaired, "repaired")
 

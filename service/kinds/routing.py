@@ -206,9 +206,11 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
         self, case: RoutingCase, verdict: RoutingVerdict, params: RoutingParameters
     ) -> Guarded[RoutingVerdict]:
         result = plan(case, params)  # recomputed, not taken from the cache
-        tied = {p.plan_id: p for p in result.tied} if result.is_tie else {}
-        chosen = tied.get(verdict.plan_id or "")
-        if chosen is None:
+        # the plans a verdict may choose: the tie, else the best plan alone (T5)
+        allowed = {p.plan_id: p for p in (result.tied if result.is_tie else result.plans[:1])}
+        chosen = allowed.get(verdict.plan_id or "")
+        nothing = verdict.action == "cannot_fulfil" and result.best is None  # T11
+        if chosen is None and not nothing:
             feasible = any(p.plan_id == verdict.plan_id for p in result.plans)
             why = (
                 "is feasible but not one of the tied plans"
@@ -221,7 +223,8 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
                     Check(
                         name="plan_in_tie",
                         status="failed",
-                        detail=f"{verdict.plan_id!r} {why}; tied: {', '.join(tied) or 'none'}",
+                        detail=f"{verdict.plan_id!r} {why}; allowed: "
+                        f"{', '.join(allowed) or 'none'}",
                     )
                 ],
             )
@@ -232,6 +235,14 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
             rationale=verdict.rationale,
             confidence=verdict.confidence,
         )
+        if chosen is None:  # no feasible plan: keep the verdict's own words
+            fresh = fresh.model_copy(
+                update={
+                    "cited_clauses": verdict.cited_clauses,
+                    "rationale": verdict.rationale,
+                    "confidence": verdict.confidence,
+                }
+            )
         checks = [Check(name="plan_in_tie", status="passed")]
         same = fresh.model_dump() == verdict.model_dump()
         checks.append(

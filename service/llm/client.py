@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 import openai
@@ -52,6 +52,18 @@ current_alias: contextvars.ContextVar[str | None] = contextvars.ContextVar("alia
 """The policy's name for the model being called, while a request is sent (cassettes key on it)."""
 
 
+FallbackReason = Literal[
+    "llm_disabled",
+    "llm_timeout",
+    "llm_error",
+    "invalid_output",
+    "circuit_open",
+    "overloaded",
+    "guardrail_violation",
+]
+"""Why rules decided instead of the LLM (`fallback_reason` of a record)."""
+
+
 @dataclass
 class LLMResult:
     """What the LLM step produced: a verdict, or why there is none."""
@@ -60,7 +72,7 @@ class LLMResult:
     model: str | None
     attempts: list[Attempt]
     usage: Usage
-    failure: str | None = None  # llm_timeout | llm_error | invalid_output | overloaded | ...
+    failure: FallbackReason | None = None
     latency_ms: int = 0
     errors: list[str] = field(default_factory=list)
     verdicts: list[BaseModel] = field(default_factory=list)  # several, when `many` was allowed
@@ -215,7 +227,7 @@ class LLMClient:
         attempts: list[Attempt] = []
         errors: list[str] = []
         started = time.monotonic()
-        failure = "llm_error"
+        failure: FallbackReason = "llm_error"
         if self._slots.locked():  # every slot busy: shed now rather than queue without bound
             n = self.settings.llm_max_concurrency
             return self._result([], None, attempts, started, "overloaded", [f"{n} LLM calls"])
@@ -232,7 +244,7 @@ class LLMClient:
         ]
         chain = [m for m in resolved if m.alias not in open_models]
         if not chain:
-            why = "circuit_open" if open_models else "llm_error"
+            why: FallbackReason = "circuit_open" if open_models else "llm_error"
             if open_models:
                 errors.append(f"circuit open for {', '.join(open_models)}")
             return self._result([], None, attempts, started, why, errors)
@@ -280,7 +292,7 @@ class LLMClient:
         model: str | None,
         attempts: list[Attempt],
         started: float,
-        failure: str | None,
+        failure: FallbackReason | None,
         errors: list[str],
     ) -> LLMResult:
         for a in attempts:

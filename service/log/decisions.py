@@ -301,12 +301,12 @@ class DecisionLog:
     def open_reviews(
         self, *, kind: str | None, limit: int, before_seq: int | None, resolved: bool = False
     ) -> list[DecisionRow]:
-        """Decisions that need review and are not yet superseded (or, resolved ones)."""
+        """Decisions (and reviews awaiting a second reviewer) that need review and are not
+        yet superseded (or, resolved ones)."""
         reviewed = select(DecisionRow.supersedes).where(col(DecisionRow.supersedes).is_not(None))
         q = select(DecisionRow).where(
             DecisionRow.needs_review == True,  # noqa: E712
             col(DecisionRow.shadow_of).is_(None),
-            DecisionRow.source != "review",
         )
         q = q.where(
             col(DecisionRow.id).in_(reviewed) if resolved else col(DecisionRow.id).not_in(reviewed)

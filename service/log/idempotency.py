@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from datetime import UTC, timedelta
 
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
-from sqlmodel import col, select
+from sqlmodel import SQLModel
 
 from service.errors import StoreUnavailable
 from service.log.db import Database
@@ -59,13 +60,16 @@ class IdempotencyStore:
                 s.delete(row)
                 s.commit()
 
-    def purge(self) -> int:
-        """Delete expired keys; returns how many."""
-        with self.db.session() as s:
-            rows = s.exec(
-                select(IdempotencyRow).where(col(IdempotencyRow.expires_at) < utcnow())
-            ).all()
-            for r in rows:
-                s.delete(r)
-            s.commit()
-            return len(rows)
+    def purge(self, *, limit: int = 1000) -> int:
+        """Delete up to `limit` expired keys, oldest first, in one short transaction;
+        returns how many."""
+        keys = SQLModel.metadata.tables["idempotency_keys"]
+        expired = (
+            select(keys.c.scope)
+            .where(keys.c.expires_at < utcnow())
+            .order_by(keys.c.expires_at)
+            .limit(limit)
+        )
+        with self.db.engine.begin() as conn:
+            gone = conn.execute(delete(keys).where(keys.c.scope.in_(expired.scalar_subquery())))
+            return int(gone.rowcount or 0)

@@ -52,3 +52,19 @@ def mask_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
     for path in PII_PATHS:
         _mask(out, path.split("."), "", found)
     return out, found
+
+
+def masked_verdict_fields() -> frozenset[str]:
+    """Top-level verdict fields that callers without `audit:pii` see masked."""
+    return frozenset(p.split(".")[1] for p in PII_PATHS if p.startswith("verdict."))
+
+
+def mask_tokens(node: Any, path: str) -> list[str]:
+    """The paths under `path` whose text contains the mask token: a placeholder, never data."""
+    if isinstance(node, str):
+        return [path] if MASK in node else []
+    if isinstance(node, dict):
+        return [p for k, v in node.items() for p in mask_tokens(v, f"{path}.{k}")]
+    if isinstance(node, list):
+        return [p for i, v in enumerate(node) for p in mask_tokens(v, f"{path}.{i}")]
+    return []

@@ -11,6 +11,12 @@ from sqlmodel import Field, SQLModel
 
 JSONType = JSON().with_variant(JSONB(), "postgresql")
 
+OUTCOME_MAX = 600
+"""Longest outcome: a routing plan id is up to 3 legs of 'location:carrier.service'
+(64 + 1 + 64 + 1 + 64 characters each) joined by '+'; tests/test_column_limits.py
+derives it from the request models."""
+KEY_NAME_MAX = 100
+
 
 def utcnow() -> datetime:
     return datetime.now(UTC)
@@ -37,7 +43,7 @@ class DecisionRow(SQLModel, table=True):
     idempotency_key: str | None = Field(default=None, index=True, max_length=255)
     order_id: str | None = Field(default=None, index=True, max_length=64)
     customer_id: str | None = Field(default=None, index=True, max_length=64)
-    outcome: str = Field(index=True, max_length=64)
+    outcome: str = Field(index=True, max_length=OUTCOME_MAX)
     source: str = Field(index=True, max_length=16)
     needs_review: bool = Field(index=True)
     fallback_reason: str | None = Field(default=None, index=True, max_length=32)
@@ -102,7 +108,7 @@ class ApiKeyRow(SQLModel, table=True):
     __tablename__ = "api_keys"
 
     id: str = Field(primary_key=True, max_length=32)
-    name: str = Field(max_length=100)
+    name: str = Field(max_length=KEY_NAME_MAX)
     key_hash: str = Field(index=True, unique=True, max_length=64)
     scopes: list[str] = _json()
     created_at: datetime = _ts()

@@ -64,3 +64,9 @@ class SpecVersionStore:
     def get(self, *, sha256: str) -> SpecVersionRow | None:
         with self.db.session() as s:
             return s.get(SpecVersionRow, sha256)
+
+    def by_prefix(self, *, prefix: str, limit: int = 2) -> list[SpecVersionRow]:
+        """Stored versions whose sha256 starts with `prefix` (at most `limit`)."""
+        with self.db.session() as s:
+            q = select(SpecVersionRow).where(col(SpecVersionRow.sha256).startswith(prefix))
+            return list(s.exec(q.order_by(col(SpecVersionRow.sha256)).limit(limit)).all())

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
 from jinja2 import TemplateError
@@ -28,13 +28,18 @@ H2 = re.compile(r"^##\s+(.*)$")
 PLACEHOLDER = re.compile(r"\{\{(.*?)\}\}")
 
 
+SPEC_NAME_MAX = 64
+"""Longest spec file name without '.md' (stored with every decision)."""
+ModelName = Annotated[str, Field(min_length=1, max_length=128)]
+
+
 class ModelChain(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    primary: str
-    fallbacks: list[str] = Field(default_factory=list)
+    primary: ModelName
+    fallbacks: list[ModelName] = Field(default_factory=list)
     escalate_above_value: Decimal | None = None
-    escalate_to: str | None = None
+    escalate_to: ModelName | None = None
 
     def names(self) -> list[str]:
         """Every model name (alias) this chain may call."""
@@ -57,7 +62,7 @@ class FrontMatter(BaseModel):
     kind: str
     title: str
     owner: str
-    version: str
+    version: str = Field(min_length=1, max_length=32)
     effective_from: date | None = None
     model: ModelChain
     rollout: str = "active"
@@ -373,10 +378,19 @@ def analyse(text: str, *, path: Path) -> Analysis:
                 "effective_from",
             )
         )
+    name = path.name.removesuffix(".md")
+    if len(name) > SPEC_NAME_MAX:
+        err(
+            Finding(
+                f"the file name is {len(name)} characters long; at most {SPEC_NAME_MAX} "
+                "(without .md)",
+                rule="file",
+            )
+        )
     if result.errors:
         return result
     result.spec = Spec(
-        name=path.name.removesuffix(".md"),
+        name=name,
         path=path,
         text=text,
         sha256=hashlib.sha256(text.encode("utf-8")).hexdigest(),

@@ -41,6 +41,10 @@ class Scan:
     read: list[Spec] = field(default_factory=list)
 
 
+class AmbiguousRef(InvalidInput):
+    """A sha256 prefix that more than one stored version starts with."""
+
+
 class SpecSource(Protocol):
     """Where spec versions come from (the specs/ folder today; the database can be another)."""
 
@@ -253,7 +257,22 @@ class SpecRegistry:
                 f"{field}: give at least 8 characters of the sha256",
                 details=[{"field": field, "reason": "too short"}],
             )
-        spec = (snapshot or self._snapshot).find(sha) or self._stored_version(sha)
+        snap = snapshot or self._snapshot
+        spec = snap.by_sha.get(sha)
+        if spec is None:  # a prefix, or a version that only the database still holds
+            found = {k for k in snap.by_sha if k.startswith(sha)}
+            with self._stored_lock:
+                found |= {k for k in self._stored if k.startswith(sha)}
+            found |= {r.sha256 for r in self.specs.by_prefix(prefix=sha)}
+            if len(found) > 1:
+                raise AmbiguousRef(
+                    f"{field}: {sha} is ambiguous ({', '.join(sorted(f[:16] for f in found))}); "
+                    "give more characters",
+                    details=[{"field": field, "reason": "ambiguous"}],
+                )
+            if found:
+                full = found.pop()
+                spec = snap.by_sha.get(full) or self._stored_version(full)
         if spec is None:
             raise InvalidInput(
                 f"{field}: no {kind} spec version {sha}",
@@ -267,11 +286,10 @@ class SpecRegistry:
         return spec
 
     def _stored_version(self, sha: str) -> Spec | None:
-        """A version no longer in the source, read back from the database (and kept)."""
+        """A version (full sha256) no longer in the source, read back from the database
+        (and kept)."""
         with self._stored_lock:
-            spec = self._stored.get(sha) or next(
-                (s for k, s in self._stored.items() if k.startswith(sha)), None
-            )
+            spec = self._stored.get(sha)
         if spec is not None:
             return spec
         row = self.specs.get(sha256=sha)

@@ -7,7 +7,7 @@ from typing import Any
 from service.errors import InvalidInput, NotFound
 from service.specs.diff import diff_versions
 from service.specs.loader import Spec
-from service.specs.registry import SpecRegistry
+from service.specs.registry import AmbiguousRef, SpecRegistry
 
 
 def spec_by_ref(registry: SpecRegistry, kind: str, ref: str, *, field: str) -> Spec:
@@ -21,6 +21,8 @@ def spec_by_ref(registry: SpecRegistry, kind: str, ref: str, *, field: str) -> S
         return cand
     try:
         return registry.by_sha(kind, ref, field=field)
+    except AmbiguousRef:
+        raise
     except InvalidInput:
         try:
             return registry.by_version(kind, ref)
