@@ -14,6 +14,7 @@ from rich.console import Console
 
 from service.auth import SCOPES
 from service.errors import ArbiterError
+from service.limits import MAX_SEQ
 from service.settings import get_settings, redact_url
 
 app = typer.Typer(help="Arbiter: decisions for order operations.", no_args_is_help=True)
@@ -109,8 +110,12 @@ def decide(
 
 @log_app.command("verify")
 def log_verify(
-    from_seq: Annotated[int | None, typer.Option(help="First seq to check")] = None,
-    to_seq: Annotated[int | None, typer.Option(help="Last seq to check")] = None,
+    from_seq: Annotated[
+        int | None, typer.Option(help="First seq to check", min=1, max=MAX_SEQ)
+    ] = None,
+    to_seq: Annotated[
+        int | None, typer.Option(help="Last seq to check", min=1, max=MAX_SEQ)
+    ] = None,
 ) -> None:
     """Walk the hash chain; exit 1 and name the first bad record if it is broken."""
     from service.services import build_services
