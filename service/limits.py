@@ -17,8 +17,9 @@ from service.settings import Settings, redact_url
 
 log = logging.getLogger("arbiter")
 
-MAX_SEQ = 2**63 - 1
-"""The largest seq, cursor or id number a database column holds (BIGINT)."""
+MAX_SEQ = 2**31 - 1
+"""The largest seq a query may name: decisions.seq is an INTEGER, and PostgreSQL refuses a
+larger parameter for it ("integer out of range", a 500), found by fuzzing on PostgreSQL."""
 MIN_YEAR, MAX_YEAR = 1970, 2999
 """Times and dates outside these years are refused: date arithmetic near year 9999 overflows."""
 

@@ -268,3 +268,17 @@ async def test_text_postgres_cannot_store_is_refused_not_a_503(pg_api: Any) -> N
     assert r.status_code < 500 and "NUL" in (r.headers.get("location", "") + r.text)
     assert pg_api.engine.log.superseding(decision_id=d["decision_id"]) is None
     assert pg_api.engine.log.verify().ok
+
+
+async def test_seq_numbers_past_the_column_are_refused_on_postgres(pg_api: Any) -> None:
+    """decisions.seq is an INTEGER; a larger seq in a query was a 500 (found by fuzzing)."""
+    from service.api.filters import encode_cursor
+
+    h = pg_api.auth("admin")
+    r = await pg_api.client.get("/v1/audit/verify", headers=h, params={"to_seq": 2**31})
+    assert r.status_code == 422, r.text
+    r = await pg_api.client.get("/v1/audit/verify", headers=h, params={"to_seq": 2**31 - 1})
+    assert r.status_code == 200, r.text
+    for path in ("/v1/decisions", "/v1/reviews"):
+        r = await pg_api.client.get(path, headers=h, params={"cursor": encode_cursor(2**40)})
+        assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "cursor"
