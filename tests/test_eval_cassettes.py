@@ -30,6 +30,8 @@ def evals(tmp_path: Path) -> Path:
 
 
 def settings(tmp: Path, **kw: Any) -> Any:
+    # a generous deadline: on a loaded machine a 2 s one turned a recording into a timeout
+    kw.setdefault("deadline_s", 30.0)
     return make_settings(f"sqlite:///{tmp / 'unused.db'}", **kw)
 
 
