@@ -89,10 +89,14 @@ class _NoRequestBodies(logging.Filter):
 
 
 def quiet_sdk_logs() -> None:
-    """Install the filter once (idempotent)."""
+    """Install the filter once (idempotent); keep instructor's logger above DEBUG, where it
+    prints whole raw replies (a model may quote the customer)."""
     sdk_log = logging.getLogger("openai._base_client")
     if not any(isinstance(f, _NoRequestBodies) for f in sdk_log.filters):
         sdk_log.addFilter(_NoRequestBodies())
+    instructor_log = logging.getLogger("instructor")
+    if instructor_log.level < logging.INFO:  # NOTSET or DEBUG, set here or inherited
+        instructor_log.setLevel(logging.INFO)
 
 
 def build_http_client(settings: Settings) -> httpx.AsyncClient:

@@ -13,6 +13,14 @@ The rules, for every mode:
 
 Anything invalid gets one re-ask. Error texts name the field and the error type, never the
 value (model output may quote customer text; the record and the logs must not).
+
+instructor does the schema side: the function definition it generates (`openai_schema`,
+built once per response model) is what is offered, and every tool call is parsed and
+validated by its `process_response` (Mode.TOOLS). This module stands in front of it for
+what instructor does not check — instructor 1.17 reads the first tool call whatever its
+name and ignores the others — and reads JSON answers in `content` (fences, prose) itself.
+instructor's own logger is kept above DEBUG (`service.llm.client.quiet_sdk_logs`): its debug
+lines print raw replies, which can quote customers.
 """
 
 from __future__ import annotations
@@ -22,6 +30,8 @@ import re
 from functools import lru_cache
 from typing import Any
 
+from instructor import Mode
+from instructor.processing import openai_schema, process_response
 from pydantic import BaseModel, ValidationError
 
 from service.settings import StructuredMode
@@ -47,9 +57,24 @@ def tool_name(response_model: type[BaseModel]) -> str:
 
 
 @lru_cache(maxsize=128)
+def _instructor_model(response_model: type[BaseModel]) -> type[BaseModel]:
+    """instructor's wrapper of a response model (a subclass), built once per model."""
+    wrapped: type[BaseModel] = openai_schema(response_model)
+    return wrapped
+
+
+@lru_cache(maxsize=128)
+def _function(response_model: type[BaseModel]) -> dict[str, Any]:
+    """instructor's function definition (name, description, parameters), built once per
+    model; callers must not mutate it."""
+    definition: dict[str, Any] = _instructor_model(response_model).openai_schema  # type: ignore[attr-defined]
+    return definition
+
+
 def _schema(response_model: type[BaseModel]) -> dict[str, Any]:
-    """The JSON schema of a response model, built once per model (callers must not mutate)."""
-    return response_model.model_json_schema()
+    """The JSON schema asked for in every mode (the function's parameters)."""
+    parameters: dict[str, Any] = _function(response_model)["parameters"]
+    return parameters
 
 
 def request_options(mode: StructuredMode, response_model: type[BaseModel]) -> dict[str, Any]:
@@ -57,16 +82,7 @@ def request_options(mode: StructuredMode, response_model: type[BaseModel]) -> di
     name = tool_name(response_model)
     if mode == "tools":
         return {
-            "tools": [
-                {
-                    "type": "function",
-                    "function": {
-                        "name": name,
-                        "description": (response_model.__doc__ or name).strip(),
-                        "parameters": _schema(response_model),
-                    },
-                }
-            ],
+            "tools": [{"type": "function", "function": _function(response_model)}],
             "tool_choice": {"type": "function", "function": {"name": name}},
         }
     if mode == "json_schema":
@@ -148,10 +164,30 @@ def extract_json(text: str) -> str:
 
 
 def _validate(response_model: type[BaseModel], payload: str) -> BaseModel:
+    """A JSON payload read from `content`, validated as the response model."""
     try:
         return response_model.model_validate_json(payload)
     except ValidationError as exc:
         raise InvalidReply(describe(exc), hints=describe_for_model(exc)) from exc
+
+
+def _parse_call(
+    response: Any, choice: Any, call: Any, response_model: type[BaseModel]
+) -> BaseModel:
+    """One tool call, parsed and validated by instructor (on a copy of the reply that holds
+    only this call, since instructor reads the first)."""
+    message = choice.message.model_copy(update={"tool_calls": [call]})
+    only = response.model_copy(update={"choices": [choice.model_copy(update={"message": message})]})
+    try:
+        parsed: BaseModel = process_response(
+            only, response_model=_instructor_model(response_model), stream=False, mode=Mode.TOOLS
+        )
+    except ValidationError as exc:
+        raise InvalidReply(describe(exc), hints=describe_for_model(exc)) from exc
+    except (json.JSONDecodeError, TypeError, ValueError) as exc:
+        problem = f"the tool call's arguments are not JSON ({type(exc).__name__})"
+        raise InvalidReply([problem]) from exc
+    return parsed
 
 
 def parse_reply(
@@ -181,7 +217,7 @@ def parse_reply(
             raise InvalidReply([f"called {', '.join(map(repr, wrong))}, not the offered {name!r}"])
         if len(calls) > 1 and not many:
             raise InvalidReply([f"{len(calls)} tool calls; expected exactly one"])
-        return [_validate(response_model, str(c.function.arguments or "")) for c in calls]
+        return [_parse_call(response, choice, c, response_model) for c in calls]
     content = message.content
     if not isinstance(content, str) or not content.strip():
         raise InvalidReply(["the reply has neither a tool call nor content"])
