@@ -17,11 +17,13 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import JSONResponse, RedirectResponse, Response
+from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
 from service.api import audit, decisions, health, reviews, specs, ui
-from service.errors import ArbiterError, validation_details
+from service.errors import ArbiterError, StoreUnavailable, validation_details
 from service.http import ResponseHeaders
 from service.kinds.registry import KINDS
 from service.limits import BodyLimits, build_limiter
@@ -153,6 +155,18 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
                 status_code=exc.status,
             )
         return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InterfaceError)
+    @app.exception_handler(PoolTimeout)
+    async def _database_away(request: Request, exc: Exception) -> Response:
+        # down, locked past the lock timeout, or a statement past its timeout: retry later
+        log.warning("database unavailable: %s", type(exc).__name__)
+        away = StoreUnavailable(
+            "the database is unavailable; nothing was written, retry shortly",
+            details={"error": type(exc).__name__},
+        )
+        return await _arbiter_error(request, away)
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-import anyio
 from fastapi import Depends, Request
 
 from service.auth import Caller
@@ -81,7 +80,7 @@ async def get_caller(request: Request, keys: KeysDep) -> Caller:
             "missing API key: send 'Authorization: Bearer <key>'",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    row = await anyio.to_thread.run_sync(lambda: keys.by_secret(secret=secret.strip()))
+    row = await keys.db.call(lambda: keys.by_secret(secret=secret.strip()))
     if row is None:
         raise Unauthenticated("unknown or revoked API key", headers={"WWW-Authenticate": "Bearer"})
     limiter: RateLimiter = request.app.state.limiter

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import time
 from functools import partial
 from typing import Any, Protocol
@@ -26,6 +27,8 @@ from service.metrics import Metrics
 from service.settings import Settings
 from service.specs.loader import Spec
 from service.specs.registry import SpecRegistry
+
+logger = logging.getLogger("arbiter")
 
 
 class SpecRef(BaseModel):
@@ -186,7 +189,8 @@ class Engine:
         is still being decided → 409 with Retry-After.
         """
         k = self.kind(kind)
-        scope = None
+        db = self.idempotency.db
+        scope = claim = None
         if idempotency_key:
             scope = f"{caller}:{kind}:{idempotency_key}"
             request = hashlib.sha256(
@@ -198,25 +202,30 @@ class Engine:
                     }
                 )
             )
-            held = await anyio.to_thread.run_sync(
+            # the claim lasts as long as this request can: its LLM deadline, then the write
+            lease_s = (deadline_s or self.settings.deadline_s) + db.timeouts.wait_s
+            held = await db.call(
                 partial(
                     self.idempotency.begin,
                     scope=scope,
                     request_sha256=request.hexdigest(),
                     ttl_hours=self.settings.idempotency_ttl_hours,
+                    lease_s=lease_s,
                 )
             )
-            if held is not None:
-                if held.request_sha256 != request.hexdigest():
-                    raise Conflict(
-                        "this Idempotency-Key was used with a different request",
-                        details={"decision_id": held.decision_id},
-                    )
-                if held.state != "done" or held.response is None:
-                    raise Conflict(
-                        "a request with this Idempotency-Key is still being decided",
-                        headers={"Retry-After": "1"},
-                    )
+            if isinstance(held, str):
+                claim = held
+            elif held.request_sha256 != request.hexdigest():
+                raise Conflict(
+                    "this Idempotency-Key was used with a different request",
+                    details={"decision_id": held.decision_id},
+                )
+            elif held.state != "done" or held.response is None:
+                raise Conflict(
+                    "a request with this Idempotency-Key is still being decided",
+                    headers={"Retry-After": "1"},
+                )
+            else:
                 return held.response, True
         try:
             order_id, _ = k.subjects(case)
@@ -244,13 +253,11 @@ class Engine:
                     headers={"Retry-After": "1"},
                 )
             body = DecisionResponse.from_row(row).model_dump_json()
-            row = await anyio.to_thread.run_sync(
-                partial(self.log.append, row=row, idempotency=(scope, body) if scope else None)
-            )
+            keyed = (scope, body, claim) if scope and claim else None
+            row = await db.call(partial(self.log.append, row=row, idempotency=keyed))
         except BaseException:
-            if scope is not None:
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(partial(self.idempotency.release, scope=scope))
+            if scope is not None and claim is not None:
+                await self._release(scope, claim)
             raise
         self.metrics.decided(row)
         if self.shadow is not None and res.role == "live":
@@ -258,6 +265,16 @@ class Engine:
             if cand is not None and cand.meta.rollout == "shadow":
                 self.shadow.submit(kind=kind, case=case, live_id=row.id, spec=cand)
         return body, False
+
+    async def _release(self, scope: str, claim: str) -> None:
+        """Give a failed request's key back; if the database cannot, its lease ends it."""
+        with anyio.CancelScope(shield=True):
+            try:
+                await self.idempotency.db.call(
+                    partial(self.idempotency.release, scope=scope, claim=claim)
+                )
+            except Exception as exc:  # the database is away: keep the request's own error
+                logger.warning("Idempotency-Key not released (its lease will end it): %r", exc)
 
     async def evaluate(
         self,

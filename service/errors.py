@@ -90,10 +90,13 @@ class PayloadTooLarge(ArbiterError):
 
 
 class StoreUnavailable(ArbiterError):
-    """The decision log could not be written; the decision is not returned."""
+    """The database could not be read or written (the decision, if any, is not returned)."""
 
     status = 503
     code = "store_unavailable"
+
+    def __init__(self, message: str, *, details: Any = None, headers: dict[str, str] | None = None):
+        super().__init__(message, details=details, headers={"Retry-After": "1", **(headers or {})})
 
 
 class ChainBroken(ArbiterError):

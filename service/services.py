@@ -55,7 +55,10 @@ def build_services(
     if settings.unsafe_null_log:
         log.warning("ARBITER_UNSAFE_NULL_LOG is set: decisions are NOT logged (benchmarks only)")
     stores = open_stores(
-        url or settings.db_url(), migrate=migrate, null_log=settings.unsafe_null_log
+        url or settings.db_url(),
+        migrate=migrate,
+        null_log=settings.unsafe_null_log,
+        timeouts=settings.db_timeouts(),
     )
     services = Services(settings=settings, stores=stores)
     if not engine:

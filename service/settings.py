@@ -12,6 +12,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from service.log.db import Timeouts
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 # USD per million tokens: (prompt, completion). Override with ARBITER_LLM_PRICES.
@@ -117,6 +119,15 @@ class Settings(BaseSettings):
     )
     idempotency_purge_batch: int = Field(default=1000, ge=1, le=100_000)
     database_url_file: Path | None = None
+    db_connect_timeout_s: int = Field(
+        default=5, ge=2, le=60, description="PostgreSQL connect_timeout; also the pool wait"
+    )
+    db_statement_timeout_s: float = Field(
+        default=10.0, gt=0, le=300, description="PostgreSQL statement_timeout"
+    )
+    db_lock_timeout_s: float = Field(
+        default=5.0, gt=0, le=300, description="PostgreSQL lock_timeout; SQLite busy timeout"
+    )
     unsafe_null_log: bool = Field(default=False, description="benchmarks only: log nothing")
 
     spec_poll_s: float = Field(default=2.0, ge=0, description="0 turns hot reload off")
@@ -144,6 +155,15 @@ class Settings(BaseSettings):
         if self.database_url_file is not None:
             return self.database_url_file.read_text().strip()
         return self.database_url
+
+    def db_timeouts(self) -> Timeouts:
+        """Connect, statement and lock timeouts of the database; a request waits at most
+        connect + statement seconds for one database call, then answers 503."""
+        return Timeouts(
+            connect_s=self.db_connect_timeout_s,
+            statement_s=self.db_statement_timeout_s,
+            lock_s=self.db_lock_timeout_s,
+        )
 
     def llm_key(self) -> str | None:
         """The LLM API key from the environment or the key file, if any."""

@@ -16,7 +16,7 @@ def test_migrated_schema_matches_the_models(db_url: str) -> None:
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
         assert diff == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0003"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0004"
     db.migrate()  # idempotent
     db.close()
 
@@ -28,7 +28,15 @@ def test_a_database_made_before_migrations_is_stamped(tmp_path: object) -> None:
     with db.engine.begin() as conn:  # without what later migrations add
         conn.execute(text("DROP INDEX ix_decisions_request_id"))
         conn.execute(text("ALTER TABLE decisions DROP COLUMN request_id"))
+        for table, column in (
+            ("idempotency_keys", "claim"),
+            ("idempotency_keys", "lease_until"),
+            ("api_keys", "expires_at"),
+            ("api_keys", "last_used_at"),
+        ):
+            conn.execute(text(f"ALTER TABLE {table} DROP COLUMN {column}"))
     db.migrate()
     assert "request_id" in {c["name"] for c in inspect(db.engine).get_columns("decisions")}
+    assert "lease_until" in {c["name"] for c in inspect(db.engine).get_columns("idempotency_keys")}
     assert "alembic_version" in inspect(db.engine).get_table_names()
     db.close()

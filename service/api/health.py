@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
 from service.deps import EngineDep, ServicesDep, metrics_reader
+from service.errors import StoreUnavailable
 from service.llm.client import describe_probe, model_names
 
 router = APIRouter(tags=["health"])
@@ -23,7 +24,10 @@ async def healthz() -> dict[str, str]:
 @router.get("/readyz")
 async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     """The database answers and every kind has a usable spec; how the rate limit is kept."""
-    db = await anyio.to_thread.run_sync(engine.log.db.ping)
+    try:
+        db = await engine.log.db.call(engine.log.db.ping)
+    except StoreUnavailable:  # it did not answer in time
+        db = False
     snapshot = engine.registry.snapshot
     specs = {k: bool(snapshot.active_specs(k)) for k in engine.kinds}
     reasons = [] if db else ["database unavailable"]

@@ -54,7 +54,7 @@ async def ui_caller(
     token = request.cookies.get(COOKIE)
     if not token:
         raise LoginRequired
-    sess = await anyio.to_thread.run_sync(
+    sess = await sessions.db.call(
         lambda: sessions.get(
             token=token, hours=settings.session_hours, idle_minutes=settings.session_idle_minutes
         )
@@ -62,7 +62,7 @@ async def ui_caller(
     if sess is None:
         raise LoginRequired
     key_id = sess.key_id
-    key = await anyio.to_thread.run_sync(lambda: keys.by_id(key_id=key_id))
+    key = await keys.db.call(lambda: keys.by_id(key_id=key_id))
     if key is None:
         raise LoginRequired
     return Caller(key_id=key.id, scopes=frozenset(key.scopes)), sess.csrf

@@ -95,10 +95,11 @@ class DecisionLog:
         self._append_lock = threading.Lock()
 
     def append(
-        self, *, row: DecisionRow, idempotency: tuple[str, str] | None = None
+        self, *, row: DecisionRow, idempotency: tuple[str, str, str] | None = None
     ) -> DecisionRow:
         """Link the row to the chain and write it with the new head, in one transaction;
-        with `idempotency=(scope, response)` the key is completed in that transaction too."""
+        with `idempotency=(scope, response, claim)` the key is completed in that transaction
+        too, if that claim still holds it."""
         decisions, heads, keys = TABLES
         try:
             # Core statements, not the ORM unit of work: this is the hot path of every decision.
@@ -132,11 +133,22 @@ class DecisionLog:
                     .values(seq=row.seq, hash=row.hash, count=head_count + 1, updated_at=utcnow())
                 )
                 if idempotency is not None:
-                    conn.execute(
+                    scope, response, claim = idempotency
+                    done = conn.execute(
                         update(keys)
-                        .where(keys.c.scope == idempotency[0])
-                        .values(state="done", response=idempotency[1], decision_id=row.id)
+                        .where(
+                            keys.c.scope == scope,
+                            keys.c.state == "in_flight",
+                            keys.c.claim == claim,
+                        )
+                        .values(state="done", response=response, decision_id=row.id)
                     )
+                    if done.rowcount != 1:  # rolled back: the retry that took it over decides
+                        raise Conflict(
+                            "this request outlived its Idempotency-Key's lease and a retry "
+                            "took the key over; retry to get that answer",
+                            headers={"Retry-After": "1"},
+                        )
                 return row
         except SQLAlchemyError as exc:
             raise StoreUnavailable(
@@ -360,7 +372,7 @@ class NullDecisionLog(DecisionLog):
     to measure what the durable log costs. Never use it to serve: decisions would be lost."""
 
     def append(
-        self, *, row: DecisionRow, idempotency: tuple[str, str] | None = None
+        self, *, row: DecisionRow, idempotency: tuple[str, str, str] | None = None
     ) -> DecisionRow:
         del idempotency  # nothing is stored, so no key is completed
         row.prev_hash = GENESIS

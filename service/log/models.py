@@ -30,6 +30,10 @@ def _ts(index: bool = False) -> Any:
     return Field(sa_column=Column(DateTime(timezone=True), nullable=False, index=index))
 
 
+def _ts_or_none() -> Any:
+    return Field(default=None, sa_column=Column(DateTime(timezone=True), nullable=True))
+
+
 class DecisionRow(SQLModel, table=True):
     """One decision; columns besides `seq` and `hash` are covered by the hash."""
 
@@ -112,9 +116,9 @@ class ApiKeyRow(SQLModel, table=True):
     key_hash: str = Field(index=True, unique=True, max_length=64)
     scopes: list[str] = _json()
     created_at: datetime = _ts()
-    revoked_at: datetime | None = Field(
-        default=None, sa_column=Column(DateTime(timezone=True), nullable=True)
-    )
+    revoked_at: datetime | None = _ts_or_none()
+    expires_at: datetime | None = _ts_or_none()
+    last_used_at: datetime | None = _ts_or_none()
 
 
 class UiSession(SQLModel, table=True):
@@ -141,3 +145,5 @@ class IdempotencyRow(SQLModel, table=True):
     response: str | None = Field(default=None, sa_column=Column(Text, nullable=True))
     created_at: datetime = _ts()
     expires_at: datetime = _ts(index=True)
+    claim: str | None = Field(default=None, max_length=32)  # who holds an in-flight key
+    lease_until: datetime | None = _ts_or_none()  # an in-flight claim ends then

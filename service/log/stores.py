@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from service.log.db import Database
+from service.log.db import Database, Timeouts
 from service.log.decisions import DecisionLog, NullDecisionLog
 from service.log.idempotency import IdempotencyStore
 from service.log.keys import KeyStore, SessionStore
@@ -26,9 +26,11 @@ class Stores:
         self.db.close()
 
 
-def open_stores(url: str, *, migrate: bool = True, null_log: bool = False) -> Stores:
+def open_stores(
+    url: str, *, migrate: bool = True, null_log: bool = False, timeouts: Timeouts | None = None
+) -> Stores:
     """Every store on one database; `migrate` brings the schema up to date first."""
-    db = Database(url=url)
+    db = Database(url=url, timeouts=timeouts)
     if migrate:
         db.migrate()
     return Stores(
