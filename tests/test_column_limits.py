@@ -80,6 +80,8 @@ def worst_cases(tmp_path: Any) -> dict[str, int]:
     stores = open_stores(f"sqlite:///{tmp_path / 'keys.db'}")
     key, _ = stores.keys.create(name="k" * KEY_NAME_MAX, scopes=sorted(SCOPES))
     _, csrf = stores.sessions.create(key_id=key.id)
+    claim = stores.idempotency.begin(scope="s", request_sha256="a", ttl_hours=24, lease_s=1)
+    assert isinstance(claim, str)
     stores.close()
     callers = max(len(key.id), *(len(c) for c in ("cli", "shadow", "replay", "eval")))
     app = create_app(make_settings("sqlite://"))
@@ -140,6 +142,7 @@ def worst_cases(tmp_path: Any) -> dict[str, int]:
         "idempotency_keys.request_sha256": sha,
         "idempotency_keys.state": max(len("in_flight"), len("done")),
         "idempotency_keys.decision_id": dec_id,
+        "idempotency_keys.claim": len(claim),
     }
 
 

@@ -207,6 +207,7 @@ def test_keys_in_flight_at_sigkill_are_decided_afresh_after_their_lease(db_url: 
                 time.sleep(0.02)
             assert len(llm.chat_requests) >= 20  # every key is claimed and in flight
             os.kill(proc.pid, signal.SIGKILL)
+            killed = time.monotonic()  # every claim was made between `sent` and now
             proc.wait(timeout=10)
             for t in threads:
                 t.join(timeout=10)
@@ -224,7 +225,7 @@ def test_keys_in_flight_at_sigkill_are_decided_afresh_after_their_lease(db_url: 
             if time.monotonic() - sent < lease_s - 0.5:  # the restart was quick enough
                 assert [r.status_code for r in early].count(409) >= 1
                 assert all(r.status_code == 409 for r in early if r.status_code != 200)
-            time.sleep(max(0.0, sent + lease_s + 0.5 - time.monotonic()))
+            time.sleep(max(0.0, killed + lease_s + 0.5 - time.monotonic()))
             late = [
                 c.post("/v1/decisions/returns", json=case(n), headers={"Idempotency-Key": k})
                 for n, k in enumerate(keys)
