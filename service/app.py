@@ -29,6 +29,7 @@ from service.kinds.registry import KINDS
 from service.limits import BodyLimits, build_limiter
 from service.llm.client import LLMClient, describe_probe, model_names
 from service.log.idempotency import IdempotencyStore
+from service.log.stores import Stores
 from service.services import build_services, start_shadow
 from service.settings import Settings, get_settings, redact_url
 
@@ -53,6 +54,25 @@ async def purge_idempotency(keys: IdempotencyStore, *, every_s: float, batch: in
             log.exception("idempotency purge failed")
             n = 0
         await asyncio.sleep(0 if n >= batch else every_s)
+
+
+async def publish_checkpoints(stores: Stores, settings: Settings) -> None:
+    """Sign and publish a checkpoint every ARBITER_CHECKPOINT_INTERVAL_S while the log
+    grows, until cancelled."""
+    from service.log.checkpoints import checkpoint_now
+
+    last: dict[int, int] = {}
+    while True:
+        try:
+            heads = await anyio.to_thread.run_sync(stores.log.heads)
+            now = {i: h.count for i, h in heads.items()}
+            if now != last:
+                path, _ = await anyio.to_thread.run_sync(lambda: checkpoint_now(stores, settings))
+                log.info("checkpoint published: %s", path)
+                last = now
+        except Exception:  # the database or the directory may be away; try again later
+            log.exception("checkpoint failed")
+        await asyncio.sleep(settings.checkpoint_interval_s)
 
 
 def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None) -> FastAPI:
@@ -84,6 +104,13 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
             if settings.idempotency_purge_s > 0
             else None
         )
+        checkpointer = (
+            asyncio.create_task(publish_checkpoints(services.stores, settings))
+            if settings.checkpoint_interval_s > 0
+            and settings.checkpoint_dir is not None
+            and (settings.checkpoint_signer or settings.checkpoint_signer_text())
+            else None
+        )
         mode = "LLM disabled: rules only"
         if engine.llm is not None:
             probes = await engine.llm.probe(model_names(engine.registry.live_specs()), fresh=True)
@@ -96,7 +123,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
             yield
         finally:
             await limiter.aclose()
-            tasks = [t for t in (watcher, purger) if t is not None]
+            tasks = [t for t in (watcher, purger, checkpointer) if t is not None]
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)  # no thread left on the db
@@ -117,6 +144,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
     app.include_router(decisions.build_router(KINDS))
     app.include_router(reviews.router)
     app.include_router(audit.router)
+    app.include_router(audit.proof_router)
     app.include_router(specs.router)
     app.include_router(health.router)
     app.include_router(ui.router)

@@ -18,6 +18,7 @@ from service.errors import (
     Conflict,
     Forbidden,
     InvalidInput,
+    LogTampered,
     NotFound,
     VerdictRefused,
     validation_details,
@@ -41,6 +42,8 @@ def record_dict(row: DecisionRow) -> dict[str, Any]:
 def _clauses(registry: SpecRegistry, row: DecisionRow) -> list[dict[str, str]]:
     try:
         spec = registry.by_sha(row.kind, row.spec_sha256)
+    except LogTampered as exc:  # never rendered as policy
+        return [{"id": c, "title": "TAMPERED", "text": exc.message} for c in row.cited_clauses]
     except Exception:  # a version that can no longer be read is shown without its text
         return [
             {"id": c, "title": "", "text": "(spec text unavailable)"} for c in row.cited_clauses
@@ -107,79 +110,90 @@ def decision_detail(
     return masked
 
 
+EXPORT_COLUMNS = [
+    "seq",
+    "shard",
+    "id",
+    "kind",
+    "created_at",
+    "order_id",
+    "customer_id",
+    "outcome",
+    "source",
+    "needs_review",
+    "fallback_reason",
+    "confidence",
+    "spec_name",
+    "spec_version",
+    "spec_sha256",
+    "model",
+    "cited_clauses",
+    "rationale",
+    "prompt_tokens",
+    "completion_tokens",
+    "cost_usd",
+    "latency_ms",
+    "supersedes",
+    "shadow_of",
+    "hash_version",
+    "prev_hash",
+    "hash",
+]
+FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def csv_cell(value: Any) -> Any:
+    """A cell a spreadsheet will not run: text starting = + - @ (or tab, CR) gets a '."""
+    if isinstance(value, str) and value.startswith(FORMULA_START):
+        return "'" + value
+    return value
+
+
 def export_lines(
-    log: DecisionLog, filters: DecisionFilter, fmt: str, *, pii: bool
+    log: DecisionLog,
+    filters: DecisionFilter,
+    fmt: str,
+    *,
+    pii: bool,
+    counted: list[int] | None = None,
 ) -> Iterator[str]:
-    """JSON lines or CSV rows, one record at a time."""
+    """JSON lines, or a CSV header and rows, one record at a time; `counted[0]` counts
+    the records written. Every record carries its chain fields (seq, shard, prev_hash,
+    hash), so `arbiter log verify --export` can check the file against the checkpoints."""
+    n = counted if counted is not None else [0]
     if fmt == "jsonl":
         for row in log.stream(filters=filters):
             rec = record_dict(row)
             if not pii:
                 rec, paths = mask_record(rec)
                 rec["masked"] = paths
+            n[0] += 1
             yield json.dumps(rec, default=str, ensure_ascii=False) + "\n"
         return
-    cols = [
-        "seq",
-        "id",
-        "kind",
-        "created_at",
-        "order_id",
-        "customer_id",
-        "outcome",
-        "source",
-        "needs_review",
-        "fallback_reason",
-        "confidence",
-        "spec_name",
-        "spec_version",
-        "spec_sha256",
-        "model",
-        "cited_clauses",
-        "rationale",
-        "prompt_tokens",
-        "completion_tokens",
-        "cost_usd",
-        "latency_ms",
-        "supersedes",
-        "shadow_of",
-        "hash",
-    ]
     buf = io.StringIO()
     writer = csv.writer(buf)
-    writer.writerow(cols)
-    for row in log.stream(filters=filters):
-        writer.writerow(
-            [
-                row.seq,
-                row.id,
-                row.kind,
-                utc_iso(row.created_at),
-                row.order_id,
-                row.customer_id,
-                row.outcome,
-                row.source,
-                row.needs_review,
-                row.fallback_reason,
-                row.confidence,
-                row.spec_name,
-                row.spec_version,
-                row.spec_sha256,
-                row.model,
-                " ".join(row.cited_clauses),
-                row.rationale,
-                row.usage.get("prompt_tokens"),
-                row.usage.get("completion_tokens"),
-                row.usage.get("cost_usd"),
-                row.latency_ms.get("total"),
-                row.supersedes,
-                row.shadow_of,
-                row.hash,
-            ]
-        )
-        yield buf.getvalue()
+
+    def flush() -> str:
+        text = buf.getvalue()
         buf.seek(0)
         buf.truncate()
+        return text
+
+    writer.writerow(EXPORT_COLUMNS)
+    yield flush()
+    for row in log.stream(filters=filters):
+        rec = record_dict(row)
+        usage, latency = rec["usage"] or {}, rec["latency_ms"] or {}
+        extra = {
+            "cited_clauses": " ".join(rec["cited_clauses"]),
+            "prompt_tokens": usage.get("prompt_tokens"),
+            "completion_tokens": usage.get("completion_tokens"),
+            "cost_usd": usage.get("cost_usd"),
+            "latency_ms": latency.get("total"),
+        }
+        writer.writerow([csv_cell(extra.get(c, rec.get(c))) for c in EXPORT_COLUMNS])
+        n[0] += 1
+        yield flush()
 
 
 def stats(

@@ -54,7 +54,7 @@ def serve(
     logging.getLogger("alembic").setLevel(logging.WARNING)
     stores = build_services(settings, engine=False).stores
     if stores.keys.count() == 0:
-        row, secret = stores.keys.create(name="first admin", scopes=["admin"])
+        row, secret = stores.keys.create(name="first admin", scopes=["admin"], actor="serve")
         out.print("[bold]First start: created an admin API key. It is shown only once:[/bold]")
         out.print(f"  {secret}    (id {row.id}, scopes: admin)")
         out.print("Create narrower keys with: arbiter keys create --scopes decide")
@@ -116,24 +116,119 @@ def log_verify(
     to_seq: Annotated[
         int | None, typer.Option(help="Last seq to check", min=1, max=MAX_SEQ)
     ] = None,
+    checkpoints: Annotated[
+        str | None,
+        typer.Option(help="Checkpoint directory, or an Arbiter's /v1/audit/checkpoints URL"),
+    ] = None,
+    public_key: Annotated[
+        str | None,
+        typer.Option(help="Verifier key to pin, or a file holding it (default: settings)"),
+    ] = None,
+    export: Annotated[
+        Path | None, typer.Option(help="Verify an exported file offline instead of the database")
+    ] = None,
+    api_key: Annotated[
+        str | None, typer.Option(envvar="ARBITER_AUDIT_KEY", help="Audit key for a URL")
+    ] = None,
 ) -> None:
-    """Walk the hash chain; exit 1 and name the first bad record if it is broken."""
+    """Walk every chain; with --checkpoints, check it against every signed checkpoint;
+    exit 1 and name the first record whose history changed."""
+    from service.log.checkpoints import read_source, verifier_from
+    from service.log.verify import audit, verify_export
+
+    settings = get_settings()
+    if export is not None and checkpoints is None:
+        _fail("--export needs --checkpoints: an exported file is verified against them", 2)
+    if checkpoints is not None and (from_seq or to_seq):
+        _fail("--checkpoints checks the whole log; leave out --from-seq and --to-seq", 2)
+    try:
+        published = read_source(checkpoints, api_key=api_key) if checkpoints else None
+        verifier = verifier_from(settings, public_key) if checkpoints else None
+    except (ArbiterError, OSError) as exc:
+        _fail(getattr(exc, "message", str(exc)), 2)
+    if export is not None:
+        assert published is not None
+        if verifier is None:
+            _fail("no verifier key: give --public-key or ARBITER_CHECKPOINT_PUBLIC_KEY", 2)
+        report = verify_export(export, published=published, verifier=verifier or "")
+        _print_report(report.ok, report.checked, report.first_bad, "exported file")
+        if report.uncovered:
+            out.print(f"not yet covered by a checkpoint: {report.uncovered}")
+        return
     from service.services import build_services
 
-    stores = build_services(get_settings(), engine=False, migrate=False).stores
+    stores = build_services(settings, engine=False, migrate=False).stores
     try:
-        report = stores.log.verify(from_seq=from_seq, to_seq=to_seq)
+        if published is None:
+            plain = stores.log.verify(from_seq=from_seq, to_seq=to_seq)
+            _print_report(plain.ok, plain.checked, plain.first_bad, "chain")
+            return
+        report = audit(stores, published=published, verifier=verifier)
     finally:
         stores.close()
-    if report.ok:
-        out.print(f"[green]chain OK[/green]: {report.checked} records verified; head matches.")
-        return
-    bad = report.first_bad or {}
-    err.print(
-        f"[red]chain BROKEN[/red] after {report.checked} good records: "
-        f"record {bad.get('id')} (seq {bad.get('seq')}): {bad.get('problem')}"
+    _print_report(report.ok, report.checked, report.first_bad, "log")
+    out.print(
+        f"{report.checkpoints} signed checkpoint(s) verified"
+        + (
+            f", the latest of {report.latest['time']} covers {report.latest['size']} records"
+            if report.latest
+            else ""
+        )
+        + f"; not yet covered: {sum(report.uncovered.values())} record(s)."
     )
+
+
+def _print_report(ok: bool, checked: int, bad: dict[str, Any] | None, what: str) -> None:
+    if ok:
+        out.print(f"[green]{what} OK[/green]: {checked} records verified; heads match.")
+        return
+    bad = bad or {}
+    where = f" in {bad['chain']}" if bad.get("chain") else ""
+    name = f"record {bad.get('id')} (seq {bad.get('seq')}){where}: " if bad.get("id") else ""
+    err.print(f"[red]{what} BROKEN[/red] after {checked} good records: {name}{bad.get('problem')}")
     raise typer.Exit(1)
+
+
+@log_app.command("checkpoint")
+def log_checkpoint() -> None:
+    """Sign the heads of every chain now and publish the checkpoint (ARBITER_CHECKPOINT_DIR)."""
+    from service.log.checkpoints import checkpoint_now
+    from service.services import build_services
+
+    settings = get_settings()
+    stores = build_services(settings, engine=False, migrate=False).stores
+    try:
+        path, cp = checkpoint_now(stores, settings)
+    except ArbiterError as exc:
+        _fail(exc.message, 2)
+    finally:
+        stores.close()
+    out.print(f"checkpoint of {cp.size} records ({len(cp.chains)} chains) published: {path}")
+
+
+@log_app.command("keygen")
+def log_keygen(
+    out_file: Annotated[Path, typer.Option("--out", help="Private key file to create (0600)")],
+) -> None:
+    """Create an Ed25519 checkpoint key; print the verifier key auditors pin."""
+    import os
+
+    from service.log.checkpoints import Ed25519Signer, new_key_text, vkey
+
+    settings = get_settings()
+    text = new_key_text()
+    try:
+        fd = os.open(out_file, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except OSError as exc:
+        _fail(f"cannot create {out_file}: {exc}", 2)
+    with os.fdopen(fd, "w") as f:
+        f.write(text + "\n")
+    signer = Ed25519Signer.from_text(settings.checkpoint_key_name, text)
+    print(vkey(signer.name, signer.public_key()))
+    err.print(
+        f"private key in {out_file}: set ARBITER_CHECKPOINT_KEY_FILE={out_file}; keep it "
+        "off the database host's backups. Auditors pin the verifier key printed above."
+    )
 
 
 @log_app.command("export")
@@ -144,6 +239,9 @@ def log_export(
     kind: Annotated[str | None, typer.Option()] = None,
     out_file: Annotated[Path | None, typer.Option("--out", help="File (default: stdout)")] = None,
     pii: Annotated[bool, typer.Option(help="Include personal data unmasked")] = False,
+    include_shadow: Annotated[
+        bool, typer.Option(help="Include shadow evaluations (every record of the chains)")
+    ] = False,
 ) -> None:
     """Stream the log as JSON lines or CSV, oldest first, in constant memory."""
     from service.api.filters import parse_time
@@ -155,22 +253,24 @@ def log_export(
         _fail("--format must be jsonl or csv", 2)
     try:
         flt = DecisionFilter(
-            kind=kind, since=parse_time(since, "since"), until=parse_time(until, "until")
+            kind=kind,
+            since=parse_time(since, "since"),
+            until=parse_time(until, "until"),
+            include_shadow=include_shadow,
         )
     except ArbiterError as exc:
         _fail(exc.message, 2)
     stores = build_services(get_settings(), engine=False, migrate=False).stores
-    n = 0
+    counted = [0]
     sink = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
     try:
-        for chunk in export_lines(stores.log, flt, format, pii=pii):
+        for chunk in export_lines(stores.log, flt, format, pii=pii, counted=counted):
             sink.write(chunk)
-            n += 1
     finally:
         if out_file:
             sink.close()
         stores.close()
-    err.print(f"exported {n - (format == 'csv')} record(s)")
+    err.print(f"exported {counted[0]} record(s)")
 
 
 @keys_app.command("create")
@@ -316,6 +416,25 @@ def _print_write(analysis: Any, target: Path) -> None:
         _fail(f"nothing written: {target.name} keeps its current version", 1)
 
 
+def _record_spec_change(
+    registry: Any, action: str, target: Path, analysis: Any, *, source: str
+) -> None:
+    """The promotion or rollback as an event of the admin chain."""
+    from service.log.admin import AdminLog
+
+    spec = analysis.spec
+    AdminLog(db=registry.specs.db).record(
+        actor="cli",
+        action=action,
+        subject=target.name,
+        details={
+            "from": source,
+            "kind": spec.kind if spec else None,
+            "sha256": spec.sha256 if spec else None,
+        },
+    )
+
+
 @spec_app.command("promote")
 def spec_promote(
     name: Annotated[str, typer.Argument(help="The candidate file, e.g. returns.next")],
@@ -329,6 +448,7 @@ def spec_promote(
     except ArbiterError as exc:
         _fail(exc.message, 2)
     _print_write(analysis, target)
+    _record_spec_change(registry, "spec.promote", target, analysis, source=f"{name}.md")
     out.print(
         f"promoted {name}.md → {target.name}; the running service picks it up on its "
         "next reload. Roll back with: arbiter spec rollback "
@@ -352,6 +472,7 @@ def spec_rollback(
     except ArbiterError as exc:
         _fail(exc.message, 2)
     _print_write(analysis, target)
+    _record_spec_change(registry, "spec.rollback", target, analysis, source=to or "previous")
     out.print(f"rolled back {target.name}; the running service picks it up on its next reload.")
 
 

@@ -12,7 +12,14 @@ import anyio
 from pydantic import BaseModel, ValidationError
 from ulid import ULID
 
-from service.errors import Conflict, InvalidInput, NotFound, Overloaded, validation_details
+from service.errors import (
+    Conflict,
+    InvalidInput,
+    LogTampered,
+    NotFound,
+    Overloaded,
+    validation_details,
+)
 from service.kinds.base import Check, VerdictBase
 from service.kinds.injection import screen
 from service.kinds.registry import KINDS, AnyKind
@@ -226,6 +233,19 @@ class Engine:
                     headers={"Retry-After": "1"},
                 )
             else:
+                bound = await db.call(
+                    partial(
+                        self.log.response_matches,
+                        decision_id=held.decision_id,
+                        response=held.response,
+                    )
+                )
+                if not bound:
+                    raise LogTampered(
+                        "the response stored for this Idempotency-Key does not match its "
+                        "decision record: it was altered in the database and is not replayed",
+                        details={"decision_id": held.decision_id},
+                    )
                 return held.response, True
         try:
             order_id, _ = k.subjects(case)

@@ -179,3 +179,10 @@ def validation_details(errors: list[Any]) -> list[dict[str, str]]:
 
 
 REQUEST_PARTS = ("body", "query", "path", "header", "cookie")
+
+
+class LogTampered(ArbiterError):
+    """Stored data that no longer matches the hash that binds it (an edit in the database)."""
+
+    status = 500
+    code = "log_tampered"

@@ -59,6 +59,7 @@ def build_services(
         migrate=migrate,
         null_log=settings.unsafe_null_log,
         timeouts=settings.db_timeouts(),
+        shards=settings.log_shards,
     )
     services = Services(settings=settings, stores=stores)
     if not engine:

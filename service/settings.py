@@ -129,6 +129,27 @@ class Settings(BaseSettings):
         default=5.0, gt=0, le=300, description="PostgreSQL lock_timeout; SQLite busy timeout"
     )
     unsafe_null_log: bool = Field(default=False, description="benchmarks only: log nothing")
+    log_shards: int = Field(
+        default=1, ge=1, le=64, description="decision chains of a NEW log (fixed after that)"
+    )
+    checkpoint_key: str | None = Field(
+        default=None, description="Ed25519 key signing checkpoints (base64 seed or PEM)"
+    )
+    checkpoint_key_file: Path | None = None
+    checkpoint_signer: str | None = Field(
+        default=None, description="module:factory of another signer (a KMS); see checkpoints.py"
+    )
+    checkpoint_key_name: str = Field(default="arbiter", pattern=r"^[A-Za-z0-9._/-]{1,64}$")
+    checkpoint_origin: str = Field(default="arbiter decision log", max_length=200)
+    checkpoint_dir: Path | None = Field(
+        default=None, description="where checkpoints are published (append-only, WORM)"
+    )
+    checkpoint_interval_s: float = Field(
+        default=60.0, ge=0, description="how often the service publishes one; 0 = never"
+    )
+    checkpoint_public_key: str | None = Field(
+        default=None, description="the verifier key an auditor pins (name+id+base64)"
+    )
 
     spec_poll_s: float = Field(default=2.0, ge=0, description="0 turns hot reload off")
     prompt_token_budget: int = Field(default=6000, ge=500)
@@ -164,6 +185,12 @@ class Settings(BaseSettings):
             statement_s=self.db_statement_timeout_s,
             lock_s=self.db_lock_timeout_s,
         )
+
+    def checkpoint_signer_text(self) -> str | None:
+        """The checkpoint signing key; ARBITER_CHECKPOINT_KEY_FILE keeps it out of the env."""
+        if self.checkpoint_key_file is not None:
+            return self.checkpoint_key_file.read_text().strip()
+        return self.checkpoint_key
 
     def llm_key(self) -> str | None:
         """The LLM API key from the environment or the key file, if any."""

@@ -135,7 +135,7 @@ async def test_export_formats_and_masking(api: Any) -> None:
         params={"format": "csv", "order_id": "ORD-X"},
     )
     rows = r.text.strip().splitlines()
-    assert rows[0].startswith("seq,id,kind") and len(rows) == 2
+    assert rows[0].startswith("seq,shard,id,kind") and len(rows) == 2
     bad = await api.client.get("/v1/audit/export", headers=h, params={"format": "xml"})
     assert bad.status_code == 422
 

@@ -15,6 +15,7 @@ from typing import Any, get_args
 import pytest
 from pydantic import BaseModel
 from sqlmodel import SQLModel
+from ulid import ULID
 
 from service.api.filters import ListFilters
 from service.app import create_app
@@ -28,6 +29,7 @@ from service.kinds.registry import KINDS
 from service.kinds.returns import Order as ReturnOrder
 from service.kinds.returns import ReturnVerdict
 from service.llm.client import FallbackReason
+from service.log.admin import ACTIONS
 from service.log.models import KEY_NAME_MAX
 from service.log.stores import open_stores
 from service.routing.models import CarrierOption, Location, RoutingOrder, RoutingParameters
@@ -126,7 +128,15 @@ def worst_cases(tmp_path: Any) -> dict[str, int]:
         "decisions.supersedes": dec_id,
         "decisions.prev_hash": sha,
         "decisions.hash": sha,
+        "decisions.response_sha256": sha,
         "chain_head.hash": sha,
+        "admin_events.id": len(f"adm_{ULID()}"),
+        "admin_events.actor": max(callers, len("migration 0005")),
+        "admin_events.action": max(len(a) for a in ACTIONS),
+        # a key id, a session's token hash, or a spec file name (<kind>.md)
+        "admin_events.subject": max(len(key.id), sha, kinds + len(".md")),
+        "admin_events.prev_hash": sha,
+        "admin_events.hash": sha,
         "spec_versions.sha256": sha,
         "spec_versions.kind": kinds,
         "spec_versions.name": SPEC_NAME_MAX,

@@ -332,5 +332,15 @@ def test_promote_and_rollback_cli(
         assert (specs_dir / "returns.md").read_text() == before
         shown = runner.invoke(cli, ["spec", "show", "returns", "2"])
         assert shown.exit_code == 0 and "return_window_days: 35" in shown.output
+        # the promotion and the rollback are events of the admin chain; the refused one is not
+        from service.log.stores import open_stores
+
+        stores = open_stores(f"sqlite:///{tmp_path / 'cli.db'}", migrate=False)
+        events = [(e.action, e.subject) for e in stores.admin.iter_rows()]
+        stores.close()
+        assert [e for e in events if e[0].startswith("spec.")] == [
+            ("spec.promote", "returns.md"),
+            ("spec.rollback", "returns.md"),
+        ]
     finally:
         get_settings.cache_clear()

@@ -10,9 +10,13 @@ from typing import Any
 from service.log.models import DecisionRow
 
 GENESIS = "0" * 64
-UNHASHED = frozenset({"seq", "hash"})
+HASH_VERSION = 2
+"""Version 2 (migration 0005) hashes every column but `hash`: `seq`, `shard` and
+`hash_version` included. Version 1 records (written before) keep their hash and verify as
+written: their `seq` is bound by the signed checkpoints' published leaves instead."""
+V1_UNHASHED = frozenset({"seq", "hash", "shard", "hash_version", "response_sha256"})
 HASHED_WHEN_SET = frozenset({"request_id"})
-"""Columns added after records existed: hashed only when set, so older records still verify."""
+"""Version 1: columns added after records existed, hashed only when set."""
 
 
 def utc_iso(ts: datetime) -> str:
@@ -29,13 +33,21 @@ def parse_utc(text: str) -> datetime:
 
 
 def payload(row: DecisionRow) -> dict[str, Any]:
-    """The hashed content of a record."""
-    data = row.model_dump(exclude=set(UNHASHED))
+    """The hashed content of a record, by its hash version."""
+    if row.hash_version == 1:
+        data = row.model_dump(exclude=set(V1_UNHASHED))
+        for name in HASHED_WHEN_SET:
+            if data.get(name) is None:
+                data.pop(name, None)
+    else:
+        data = row.model_dump(exclude={"hash"})
     data["created_at"] = utc_iso(row.created_at)
-    for name in HASHED_WHEN_SET:
-        if data.get(name) is None:
-            data.pop(name, None)
     return data
+
+
+def shard_of(key: str, shards: int) -> int:
+    """The shard (1..shards) of an order id: stable across processes and hosts."""
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") % shards + 1
 
 
 def canonical(data: dict[str, Any]) -> bytes:
@@ -47,3 +59,14 @@ def canonical(data: dict[str, Any]) -> bytes:
 def record_hash(row: DecisionRow) -> str:
     """sha256 over the canonical JSON of the record, which includes prev_hash."""
     return hashlib.sha256(canonical(payload(row))).hexdigest()
+
+
+def export_hash(rec: dict[str, Any]) -> str:
+    """The hash of a record as exported unmasked (`record_dict`), recomputed from the file."""
+    data = {k: v for k, v in rec.items() if k not in ("hash", "masked")}
+    if data.get("hash_version", 1) == 1:
+        data = {k: v for k, v in data.items() if k not in V1_UNHASHED}
+        for name in HASHED_WHEN_SET:
+            if data.get(name) is None:
+                data.pop(name, None)
+    return hashlib.sha256(canonical(data)).hexdigest()

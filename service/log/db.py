@@ -11,10 +11,10 @@ from typing import Any, TypeVar
 import anyio
 from sqlalchemy import Engine, event, text
 from sqlalchemy.exc import SQLAlchemyError
-from sqlmodel import Session, create_engine
+from sqlmodel import Session, create_engine, select
 
 from service.errors import StoreUnavailable
-from service.log.models import ChainHead, utcnow
+from service.log.models import ADMIN_CHAIN, ChainHead, utcnow
 
 T = TypeVar("T")
 
@@ -105,8 +105,10 @@ class Database:
     def session(self, **kwargs: Any) -> Session:
         return Session(self.engine, **kwargs)
 
-    def migrate(self) -> None:
-        """Bring the schema to the latest migration and make sure the chain head exists."""
+    def migrate(self, *, shards: int = 1) -> None:
+        """Bring the schema to the latest migration and make sure the chain heads exist:
+        the admin chain's, and on a new log `shards` decision shards (a count fixed from
+        then on: the shard of a record is a function of it)."""
         from alembic import command
         from alembic.config import Config
         from sqlalchemy import inspect
@@ -120,8 +122,12 @@ class Database:
                 command.stamp(cfg, "0001")  # made before migrations existed: same schema
             command.upgrade(cfg, "head")
         with Session(self.engine) as s:
-            if s.get(ChainHead, 1) is None:
-                s.add(ChainHead(id=1, updated_at=utcnow()))
+            have = {h.id for h in s.exec(select(ChainHead)).all()}
+            missing = [] if ADMIN_CHAIN in have else [ADMIN_CHAIN]
+            if not have - {ADMIN_CHAIN}:
+                missing += range(1, shards + 1)
+            if missing:
+                s.add_all(ChainHead(id=i, updated_at=utcnow()) for i in missing)
                 s.commit()
 
     def ping(self) -> bool:

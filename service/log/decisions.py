@@ -2,20 +2,30 @@
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Table, func, insert, text, update
+from sqlalchemy import Table, func, insert, update
 from sqlalchemy.exc import SQLAlchemyError
 from sqlmodel import SQLModel, col, select
 
 from service.errors import Conflict, StoreUnavailable
-from service.log.chain import GENESIS, record_hash
+from service.log.chain import GENESIS, HASH_VERSION, record_hash, shard_of
 from service.log.db import Database
-from service.log.models import ChainHead, DecisionRow, utcnow
+from service.log.heads import (
+    chain_name,
+    head_info,
+    head_problem,
+    lock_head,
+    move_head,
+    next_seq,
+    walk_chain,
+)
+from service.log.models import ChainHead, DecisionRow
 
 TABLES: tuple[Table, Table, Table] = (
     SQLModel.metadata.tables["decisions"],
@@ -88,31 +98,52 @@ class VerifyReport:
 
 
 class DecisionLog:
-    """Append-only decision records in one hash chain; routes and the engine never write SQL."""
+    """Append-only decision records in `shards` hash chains (a fixed count, set when the
+    database is created); routes and the engine never write SQL."""
 
     def __init__(self, *, db: Database):
         self.db = db
-        self._append_lock = threading.Lock()
+        self._locks: dict[int, threading.Lock] = {}
+        self._locks_lock = threading.Lock()
+        self._shards: int | None = None
+
+    @property
+    def shards(self) -> int:
+        """How many decision chains this log has (the `chain_head` rows 1..n)."""
+        if self._shards is None:
+            with self.db.engine.connect() as conn:
+                n = conn.execute(
+                    select(func.count()).select_from(TABLES[1]).where(TABLES[1].c.id >= 1)
+                ).scalar_one()
+            if not n:
+                raise StoreUnavailable("the chain heads are missing; run the migrations")
+            self._shards = int(n)
+        return self._shards
+
+    def shard_for(self, row: DecisionRow) -> int:
+        """Records of one order share a shard, so an order's decision and its reviews are
+        serialised by one head."""
+        return shard_of(row.order_id or row.supersedes or row.id, self.shards)
+
+    def _lock(self, shard: int) -> threading.Lock:
+        # SQLite has one writer per database: one lock for every shard avoids busy waits
+        key = 0 if self.db.url.startswith("sqlite") else shard
+        with self._locks_lock:
+            return self._locks.setdefault(key, threading.Lock())
 
     def append(
         self, *, row: DecisionRow, idempotency: tuple[str, str, str] | None = None
     ) -> DecisionRow:
-        """Link the row to the chain and write it with the new head, in one transaction;
-        with `idempotency=(scope, response, claim)` the key is completed in that transaction
-        too, if that claim still holds it."""
-        decisions, heads, keys = TABLES
+        """Link the row to its shard's chain and write it with the new head, in one
+        transaction; with `idempotency=(scope, response, claim)` the key is completed in that
+        transaction too, if that claim still holds it, and the response's sha256 is hashed
+        into the record."""
+        decisions, _, keys = TABLES
+        shard = self.shard_for(row)
         try:
             # Core statements, not the ORM unit of work: this is the hot path of every decision.
-            with self._append_lock, self.db.engine.begin() as conn:
-                # The UPDATE first takes the write lock (SQLite) or the row lock (PostgreSQL),
-                # so concurrent appenders, in this process or another, queue here.
-                conn.execute(text("UPDATE chain_head SET count = count WHERE id = 1"))
-                head = conn.execute(
-                    select(heads.c.hash, heads.c.count).where(heads.c.id == 1)
-                ).first()
-                if head is None:
-                    raise StoreUnavailable("the chain head is missing; run create_all")
-                head_hash, head_count = head
+            with self._lock(shard), self.db.engine.begin() as conn:
+                head_hash, head_count = lock_head(conn, shard)
                 if (
                     row.supersedes is not None
                     and conn.execute(
@@ -123,15 +154,14 @@ class DecisionLog:
                         f"{row.supersedes} has already been reviewed",
                         details={"decision_id": row.supersedes},
                     )
+                if idempotency is not None:
+                    row.response_sha256 = hashlib.sha256(idempotency[1].encode()).hexdigest()
+                row.shard, row.hash_version = shard, HASH_VERSION
+                row.seq = next_seq(conn, "decisions")
                 row.prev_hash = head_hash
                 row.hash = record_hash(row)
-                result = conn.execute(insert(decisions).values(row.model_dump(exclude={"seq"})))
-                row.seq = int(result.inserted_primary_key[0])  # type: ignore[index]
-                conn.execute(
-                    update(heads)
-                    .where(heads.c.id == 1)
-                    .values(seq=row.seq, hash=row.hash, count=head_count + 1, updated_at=utcnow())
-                )
+                conn.execute(insert(decisions).values(row.model_dump()))
+                move_head(conn, shard, seq=row.seq, hash=row.hash, count=head_count + 1)
                 if idempotency is not None:
                     scope, response, claim = idempotency
                     done = conn.execute(
@@ -155,6 +185,17 @@ class DecisionLog:
                 "the decision could not be written to the log; no decision was made",
                 details={"error": type(exc).__name__},
             ) from exc
+
+    def response_matches(self, *, decision_id: str | None, response: str) -> bool:
+        """Whether a stored idempotent response is the one its decision record was logged
+        with: the record's own hash holds and it names this response's sha256 (a record
+        from before migration 0005 names none: its key, 24 hours at most, replays as is)."""
+        row = self.get(decision_id=decision_id) if decision_id else None
+        if row is None or record_hash(row) != row.hash:
+            return False
+        if row.hash_version == 1:  # logged before responses were bound (migration 0005)
+            return True
+        return row.response_sha256 == hashlib.sha256(response.encode()).hexdigest()
 
     def get(self, *, decision_id: str) -> DecisionRow | None:
         with self.db.session() as s:
@@ -187,19 +228,33 @@ class DecisionLog:
             )
 
     def count(self) -> int:
+        with self.db.engine.connect() as conn:
+            n = conn.execute(
+                select(func.coalesce(func.sum(TABLES[1].c.count), 0)).where(TABLES[1].c.id >= 1)
+            ).scalar_one()
+        return int(n)
+
+    def heads(self) -> dict[int, ChainHead]:
+        """Every chain's head row by chain id (0 is the admin chain)."""
         with self.db.session() as s:
-            head = s.get(ChainHead, 1)
-            return head.count if head else 0
+            return {h.id: h for h in s.exec(select(ChainHead)).all()}
 
     def iter_rows(
-        self, *, batch: int = 500, after: int = 0, until: int | None = None
+        self,
+        *,
+        batch: int = 500,
+        after: int = 0,
+        until: int | None = None,
+        shard: int | None = None,
     ) -> Iterator[DecisionRow]:
-        """Records in chain order, fetched in batches (constant memory)."""
+        """Records in seq order (of one shard's chain, or of all), fetched in batches."""
         last = after
         while True:
             q = select(DecisionRow).where(col(DecisionRow.seq) > last)
             if until is not None:
                 q = q.where(col(DecisionRow.seq) <= until)
+            if shard is not None:
+                q = q.where(DecisionRow.shard == shard)
             with self.db.session() as s:
                 rows = s.exec(q.order_by(col(DecisionRow.seq)).limit(batch)).all()
             if not rows:
@@ -208,69 +263,41 @@ class DecisionLog:
             last = rows[-1].seq or last
 
     def verify(self, *, from_seq: int | None = None, to_seq: int | None = None) -> VerifyReport:
-        """Walk the chain (or a seq range of it); name the first record that is wrong.
+        """Walk every shard's chain (or a seq range of it); name the first wrong record.
 
-        The head checkpoint, kept apart from the records, is compared when the walk
-        reaches the end of the chain, which catches records removed from the end.
+        Each head is compared when the walk reaches the end of its chain. That catches
+        records removed from the end by anyone who does not also move the head back; the
+        signed checkpoints (service/log/checkpoints.py) catch those who do.
         """
-        prev = GENESIS
-        start = 0
-        if from_seq is not None and from_seq > 1:
-            with self.db.session() as s:
-                before = s.exec(
-                    select(DecisionRow)
-                    .where(col(DecisionRow.seq) < from_seq)
-                    .order_by(col(DecisionRow.seq).desc())
-                ).first()
-            if before is not None:
-                prev, start = before.hash, before.seq or 0
+        heads = self.heads()
         checked = 0
-        last: DecisionRow | None = None
-        for row in self.iter_rows(after=start, until=to_seq):
-            if row.prev_hash != prev:
-                return VerifyReport(
-                    False,
-                    checked,
-                    {
-                        "id": row.id,
-                        "seq": row.seq,
-                        "problem": "its link to the previous record is broken: the record before "
-                        "it was removed or altered",
-                    },
-                )
-            if record_hash(row) != row.hash:
-                return VerifyReport(
-                    False,
-                    checked,
-                    {
-                        "id": row.id,
-                        "seq": row.seq,
-                        "problem": "its content does not match its hash: the record was altered",
-                    },
-                )
-            prev = row.hash
-            checked += 1
-            last = row
-        with self.db.session() as s:
-            head = s.get(ChainHead, 1)
-        head_info = {"seq": head.seq, "count": head.count, "hash": head.hash} if head else None
-        if to_seq is not None and head is not None and to_seq < head.seq:
-            return VerifyReport(True, checked, None, head_info)  # the range ends before the head
-        if head is None or head.hash != prev or (from_seq in (None, 1) and head.count != checked):
-            return VerifyReport(
-                False,
-                checked,
-                {
-                    "id": last.id if last else None,
-                    "seq": last.seq if last else None,
-                    "problem": f"the chain ends after {checked} records but the head checkpoint "
-                    f"expects {head.count if head else '?'} ending in seq "
-                    f"{head.seq if head else '?'}: records were removed from the end, "
-                    "or the head was altered",
-                },
-                head_info,
+        for shard in range(1, self.shards + 1):
+            prev, start = GENESIS, 0
+            if from_seq is not None and from_seq > 1:
+                with self.db.session() as s:
+                    before = s.exec(
+                        select(DecisionRow)
+                        .where(col(DecisionRow.seq) < from_seq, DecisionRow.shard == shard)
+                        .order_by(col(DecisionRow.seq).desc())
+                    ).first()
+                if before is not None:
+                    prev, start = before.hash, before.seq or 0
+            walk = walk_chain(
+                self.iter_rows(after=start, until=to_seq, shard=shard),
+                hash_of=record_hash,
+                prev=prev,
+                chain=chain_name(shard),
             )
-        return VerifyReport(True, checked, None, head_info)
+            checked += walk.checked
+            if walk.first_bad is not None:
+                return VerifyReport(False, checked, walk.first_bad)
+            head = heads.get(shard)
+            if to_seq is not None and head is not None and to_seq < head.seq:
+                continue  # the range ends before the head
+            bad = head_problem(head, walk, whole=from_seq in (None, 1), chain=chain_name(shard))
+            if bad is not None:
+                return VerifyReport(False, checked, bad, head_info(heads))
+        return VerifyReport(True, checked, None, head_info(heads))
 
     # -- audit queries --
     def list_decisions(
@@ -375,6 +402,7 @@ class NullDecisionLog(DecisionLog):
         self, *, row: DecisionRow, idempotency: tuple[str, str, str] | None = None
     ) -> DecisionRow:
         del idempotency  # nothing is stored, so no key is completed
+        row.shard, row.hash_version = 1, HASH_VERSION
         row.prev_hash = GENESIS
         row.hash = record_hash(row)
         return row

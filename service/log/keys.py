@@ -5,9 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from datetime import UTC, timedelta
+from typing import Any
 
-from sqlmodel import select
+from sqlalchemy import insert, update
+from sqlmodel import SQLModel, select
 
+from service.log.admin import record_admin
+from service.log.chain import utc_iso
 from service.log.db import Database
 from service.log.models import ApiKeyRow, UiSession, utcnow
 
@@ -16,14 +20,35 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
+def key_details(row: ApiKeyRow) -> dict[str, Any]:
+    """What the admin chain records of a new key (and verify compares with its row)."""
+    return {
+        "name": row.name,
+        "scopes": sorted(row.scopes),
+        "key_hash": row.key_hash,
+        "expires_at": utc_iso(row.expires_at) if row.expires_at else None,
+    }
+
+
+def insert_recorded(
+    db: Database, row: SQLModel, *, actor: str, action: str, subject: str, details: dict[str, Any]
+) -> None:
+    """Insert a row and the admin event that accounts for it, in one transaction."""
+    table = SQLModel.metadata.tables[str(row.__tablename__)]
+    with db.engine.begin() as conn:
+        conn.execute(insert(table).values(row.model_dump()))
+        record_admin(conn, actor=actor, action=action, subject=subject, details=details)
+
+
 class KeyStore:
     """API keys; the secret is shown once at creation and stored as its sha256."""
 
     def __init__(self, *, db: Database):
         self.db = db
 
-    def create(self, *, name: str, scopes: list[str]) -> tuple[ApiKeyRow, str]:
-        """A new key; the secret is returned once and stored only as a hash."""
+    def create(self, *, name: str, scopes: list[str], actor: str = "cli") -> tuple[ApiKeyRow, str]:
+        """A new key, recorded in the admin chain in the same transaction; the secret is
+        returned once and stored only as a hash."""
         secret = "arb_" + secrets.token_urlsafe(32)
         row = ApiKeyRow(
             id="key_" + secrets.token_hex(6),
@@ -32,10 +57,29 @@ class KeyStore:
             scopes=sorted(set(scopes)),
             created_at=utcnow(),
         )
-        with self.db.session(expire_on_commit=False) as s:
-            s.add(row)
-            s.commit()
+        insert_recorded(
+            self.db,
+            row,
+            actor=actor,
+            action="key.create",
+            subject=row.id,
+            details=key_details(row),
+        )
         return row, secret
+
+    def revoke(self, *, key_id: str, actor: str = "cli") -> bool:
+        """Revoke a key (recorded in the admin chain); False when it is unknown or revoked."""
+        keys = SQLModel.metadata.tables["api_keys"]
+        with self.db.engine.begin() as conn:
+            done = conn.execute(
+                update(keys)
+                .where(keys.c.id == key_id, keys.c.revoked_at.is_(None))
+                .values(revoked_at=utcnow())
+            )
+            if not done.rowcount:
+                return False
+            record_admin(conn, actor=actor, action="key.revoke", subject=key_id, details={})
+        return True
 
     def by_secret(self, *, secret: str) -> ApiKeyRow | None:
         with self.db.session() as s:
@@ -68,17 +112,17 @@ class SessionStore:
         ends = now + timedelta(hours=hours)
         if idle_minutes is not None:
             ends = min(ends, now + timedelta(minutes=idle_minutes))
-        with self.db.session() as s:
-            s.add(
-                UiSession(
-                    token_hash=hash_key(token),
-                    key_id=key_id,
-                    csrf=csrf,
-                    created_at=now,
-                    expires_at=ends,
-                )
-            )
-            s.commit()
+        row = UiSession(
+            token_hash=hash_key(token), key_id=key_id, csrf=csrf, created_at=now, expires_at=ends
+        )
+        insert_recorded(
+            self.db,
+            row,
+            actor=key_id,
+            action="session.open",
+            subject=row.token_hash,
+            details={"key_id": key_id},
+        )
         return token, csrf
 
     def get(

@@ -26,21 +26,36 @@ def _split(n: int) -> int:
     return 1 << ((n - 1).bit_length() - 1)
 
 
+class Range:
+    """A tree grown one leaf at a time: its root at any size, in O(log n) memory."""
+
+    def __init__(self) -> None:
+        self.size = 0
+        self._stack: list[tuple[int, bytes]] = []  # (subtree size, hash), sizes decreasing
+
+    def append(self, leaf: bytes) -> None:
+        size, node = 1, leaf
+        while self._stack and self._stack[-1][0] == size:
+            left_size, left = self._stack.pop()
+            size, node = left_size + size, node_hash(left, node)
+        self._stack.append((size, node))
+        self.size += 1
+
+    def root(self) -> bytes:
+        if not self._stack:
+            return EMPTY_ROOT
+        node = self._stack[-1][1]
+        for _, left in reversed(self._stack[:-1]):
+            node = node_hash(left, node)
+        return node
+
+
 def root(leaves: Sequence[bytes]) -> bytes:
     """MTH over the leaf hashes, with a stack of subtree roots (one pass, O(log n) memory)."""
-    if not leaves:
-        return EMPTY_ROOT
-    stack: list[tuple[int, bytes]] = []  # (subtree size, hash), sizes strictly decreasing
+    r = Range()
     for h in leaves:
-        size, node = 1, h
-        while stack and stack[-1][0] == size:
-            left_size, left = stack.pop()
-            size, node = left_size + size, node_hash(left, node)
-        stack.append((size, node))
-    node = stack.pop()[1]
-    while stack:
-        node = node_hash(stack.pop()[1], node)
-    return node
+        r.append(h)
+    return r.root()
 
 
 def inclusion_proof(index: int, leaves: Sequence[bytes]) -> list[bytes]:

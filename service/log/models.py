@@ -35,7 +35,8 @@ def _ts_or_none() -> Any:
 
 
 class DecisionRow(SQLModel, table=True):
-    """One decision; columns besides `seq` and `hash` are covered by the hash."""
+    """One decision in one shard's chain; every column but `hash` is covered by the hash
+    (hash version 2; see service/log/chain.py for version 1)."""
 
     __tablename__ = "decisions"
 
@@ -73,12 +74,39 @@ class DecisionRow(SQLModel, table=True):
     shadow_of: str | None = Field(default=None, index=True, max_length=40)
     supersedes: str | None = Field(default=None, index=True, max_length=40)
     request_id: str | None = Field(default=None, index=True, max_length=128)
+    response_sha256: str | None = Field(default=None, max_length=64)
+    """sha256 of the response stored for an Idempotency-Key: a replay must match it."""
+    shard: int = Field(default=1, index=True)
+    hash_version: int = Field(default=2)
     prev_hash: str = Field(max_length=64)
     hash: str = Field(max_length=64)
 
 
+class AdminEventRow(SQLModel, table=True):
+    """An administrative action (key created, revoked or re-scoped, session opened, spec
+    promoted or rolled back) in the admin chain; every column but `hash` is hashed."""
+
+    __tablename__ = "admin_events"
+
+    seq: int | None = Field(default=None, primary_key=True)
+    id: str = Field(index=True, unique=True, max_length=40)
+    created_at: datetime = _ts()
+    actor: str = Field(max_length=64)
+    action: str = Field(index=True, max_length=32)
+    subject: str = Field(index=True, max_length=128)
+    details: dict[str, Any] = _json()
+    prev_hash: str = Field(max_length=64)
+    hash: str = Field(max_length=64)
+
+
+ADMIN_CHAIN = 0
+"""`chain_head` row of the admin chain; decision shards are rows 1..ARBITER_LOG_SHARDS."""
+
+
 class ChainHead(SQLModel, table=True):
-    """Checkpoint of the chain's end, kept apart from the records to catch truncation."""
+    """The end of one chain (0: admin events, 1..n: decision shards). The service moves it
+    with each append; the signed checkpoints, published outside the database, are what
+    catch a head moved back."""
 
     __tablename__ = "chain_head"
 

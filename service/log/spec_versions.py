@@ -2,12 +2,26 @@
 
 from __future__ import annotations
 
+import hashlib
 from typing import Any
 
 from sqlmodel import col, select
 
+from service.errors import LogTampered
 from service.log.db import Database
 from service.log.models import SpecVersionRow, utcnow
+
+
+def checked_text(row: SpecVersionRow) -> str:
+    """A stored version's text, if it still hashes to its sha256; LogTampered if not (the
+    text was edited in the database: it must never be shown or used as the policy)."""
+    if hashlib.sha256(row.text.encode("utf-8")).hexdigest() != row.sha256:
+        raise LogTampered(
+            f"the stored text of spec version {row.sha256[:12]} does not match its sha256: "
+            "it was edited in the database and is not shown",
+            details={"sha256": row.sha256},
+        )
+    return row.text
 
 
 class SpecVersionStore:

@@ -61,6 +61,7 @@ def promote(registry: SpecRegistry, name: str) -> tuple[Path, Analysis]:
 
 def rollback(registry: SpecRegistry, kind: str, to: str | None) -> tuple[Path, Analysis, str]:
     """Write a stored earlier version back to `<kind>.md` (default: the previous one)."""
+    from service.log.spec_versions import checked_text
     from service.specs.versions import spec_by_ref
 
     target = registry.directory / f"{kind}.md"
@@ -73,6 +74,6 @@ def rollback(registry: SpecRegistry, kind: str, to: str | None) -> tuple[Path, A
         ]
         if not rows:
             raise NotFound(f"no earlier version of {kind}.md is stored")
-        text = rows[0].text
+        text = checked_text(rows[0])
     analysis = _write_checked(target, set_rollout(text, "active"), prompts_dir=registry.prompts_dir)
     return target, analysis, text

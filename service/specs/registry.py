@@ -22,7 +22,7 @@ from typing import Any, Protocol
 import anyio
 
 from service.errors import InvalidInput, SpecError
-from service.log.spec_versions import SpecVersionStore
+from service.log.spec_versions import SpecVersionStore, checked_text
 from service.specs.lint import lint_file
 from service.specs.loader import Finding, Spec, load_spec_text
 from service.specs.snapshot import EMPTY, FileState, Resolution, Snapshot, canary_bucket
@@ -295,7 +295,7 @@ class SpecRegistry:
         row = self.specs.get(sha256=sha)
         if row is None:
             return None
-        spec = load_spec_text(row.text, path=self.directory / f"{row.name}.md")
+        spec = load_spec_text(checked_text(row), path=self.directory / f"{row.name}.md")
         with self._stored_lock:
             self._stored[spec.sha256] = spec
         return spec
