@@ -345,7 +345,8 @@ def _check_review(
         case = k.Case.model_validate(root.case)
     except ValidationError as exc:
         raise Conflict(f"the case of {root.id} no longer validates; it cannot be reviewed") from exc
-    guarded = k.guard(case, v, spec.params)
+    facts = k.analyse(case, spec.params)
+    guarded = k.guard(case, v, spec.params, facts, person=True)
     checks = [*guarded.checks, cited_clauses_check(v, spec)]
     if (
         not any(c.status == "repaired" for c in checks)
@@ -366,7 +367,7 @@ def _check_review(
         )
     person_only = [
         *(c.detail or c.name for c in checks if c.status == "failed"),
-        *k.review_reasons(case, v, spec.params),
+        *k.review_reasons(case, v, spec.params, facts),
     ]
     verdict = v.model_dump(mode="json")
     confirms = target.source == "review" and same_terms(k, verdict, target.verdict)

@@ -321,30 +321,35 @@ class Engine:
         prompt = None
         llm_ms = 0
 
-        verdict: VerdictBase | None = k.precheck(case, params)
+        facts = k.analyse(case, params)  # once per decision, read by every step below
+        injection = screen(case.model_dump(mode="json"))
+        verdict: VerdictBase | None = k.precheck(case, params, facts)
         source = "rules"
         if verdict is None and self.llm is None:
-            verdict, source, fallback_reason = k.fallback(case, params), "fallback", "llm_disabled"
+            verdict, source = k.fallback(case, params, facts), "fallback"
+            fallback_reason = "llm_disabled"
         elif verdict is None:
             assert self.llm is not None
-            prompt = self.prompts.render(spec=spec, case=k.prompt_case(case, params))
+            prompt = self.prompts.render(spec=spec, case=k.prompt_case(case, params, facts))
             result = await self.llm.structured(
                 prompt=prompt,
-                response_model=k.llm_model(case, params),
+                response_model=k.llm_model(case, params, facts),
                 models=spec.meta.model.for_value(k.case_value(case)),
                 deadline_s=deadline_s or self.settings.deadline_s,
                 many=k.allows_many_tool_calls,
             )
             attempts, usage, llm_ms = result.attempts, result.usage, result.latency_ms
             if result.verdict is None:
-                verdict, source = k.fallback(case, params), "fallback"
+                verdict, source = k.fallback(case, params, facts), "fallback"
                 fallback_reason = result.failure
             else:
-                llm_verdict = k.from_llm(case, params, result.verdict)
-                guarded = k.guard(case, llm_verdict, params)
+                llm_verdict = k.from_llm(case, params, result.verdict, facts)
+                # a prompt-injection signal: the model may not take a looser reading than the
+                # rules' own (review is forced below either way)
+                guarded = k.guard(case, llm_verdict, params, facts, strict=bool(injection))
                 checks = [*guarded.checks, cited_clauses_check(guarded.verdict, spec)]
                 if any(c.status == "failed" for c in checks):
-                    verdict, source = k.fallback(case, params), "fallback"
+                    verdict, source = k.fallback(case, params, facts), "fallback"
                     fallback_reason = "guardrail_violation"
                 else:
                     verdict, source, model = guarded.verdict, "llm", result.model
@@ -357,8 +362,7 @@ class Engine:
         assert verdict is not None
         if source == "fallback" and verdict.confidence > FALLBACK_CONFIDENCE:
             verdict = verdict.model_copy(update={"confidence": FALLBACK_CONFIDENCE})
-        review = list(dict.fromkeys([*review, *k.review_reasons(case, verdict, params)]))
-        injection = screen(case.model_dump(mode="json"))
+        review = list(dict.fromkeys([*review, *k.review_reasons(case, verdict, params, facts)]))
         if injection:
             review.append("possible prompt injection in customer text: " + "; ".join(injection))
         order_id, customer_id = k.subjects(case)

@@ -231,7 +231,7 @@ async def test_review_queue_supersede_and_conflict(api: Any) -> None:
     assert bad.status_code == 422 and bad.json()["error"]["details"][0]["field"].startswith(
         "verdict."
     )
-    held = {**verdict, "refund_timing": "on_inspection"}
+    held = {**verdict, "customer_message": "We'll inspect it first."}
     results = await asyncio.gather(
         api.client.post(url, headers=h, json={"verdict": verdict, "note": "DOA, photo shows"}),
         api.client.post(url, headers=h, json={"verdict": held, "note": "inspect it first"}),

@@ -419,10 +419,20 @@ def test_r14_comment_sends_to_llm_but_cannot_reopen_a_hard_denial() -> None:
 def test_guard_outcome_made_consistent() -> None:
     c = case([line("A", qty=2), line("B")], [item("A", qty=2, comment="x"), item("B")])
     llm = rules(c).model_copy(deep=True)
+    llm.outcome = "approve_partial"
+    g = KIND.guard(c, llm, P)
+    assert g.verdict.outcome == "approve" and not g.failed
+    assert {ch.name: ch.status for ch in g.checks}["outcome_consistent"] == "repaired"
+
+
+def test_guard_refuses_fewer_units_than_r4_determines() -> None:
+    # R4 caps the units; approving fewer of an eligible item is no judgement: a denial
+    c = case([line("A", qty=2), line("B")], [item("A", qty=2, comment="x"), item("B")])
+    llm = rules(c).model_copy(deep=True)
     llm.items[0].quantity_approved = 1
     llm.items[0].refund_amount = Decimal("100.00")
     g = KIND.guard(c, llm, P)
-    assert g.verdict.outcome == "approve_partial"
+    assert "quantity_within_request" in [ch.name for ch in g.failed]
 
 
 def test_guard_unknown_sku_fails() -> None:

@@ -124,10 +124,9 @@ async def test_the_refund_and_message_of_the_report_are_refused(api: Any) -> Non
     assert fixed["items"][0]["refund_amount"] == "129.00"
     assert "pay-outside" not in (fixed["customer_message"] or "")
     assert api.engine.log.count() == before
-    # confirming the repaired verdict is a verdict like any other (here: four eyes, as the
-    # decision did not need review and the timing differs from it)
+    # the repaired verdict is the rules' own (R12's timing too): confirming it settles
     r = await review(api, d["decision_id"], verdict=fixed)
-    assert r.status_code == 202, r.text
+    assert r.status_code == 201, r.text
 
 
 async def test_a_reviewer_cannot_approve_what_the_policy_denies(api: Any) -> None:
@@ -239,7 +238,7 @@ async def test_concurrent_reviews_settle_once(api: Any) -> None:
     d = (await api.decide("returns", sealed_defective())).json()
     other = second_reviewer(api)
     a = approve_jacket(d["verdict"])
-    b = approve_jacket(d["verdict"], refund_timing="on_inspection")
+    b = approve_jacket(d["verdict"], customer_message="We're refunding your jacket.")
     results = await asyncio.gather(
         review(api, d["decision_id"], verdict=a), review(api, d["decision_id"], other, verdict=b)
     )
@@ -251,11 +250,13 @@ async def test_concurrent_reviews_settle_once(api: Any) -> None:
 
 
 async def test_overriding_a_decision_that_needed_no_review_takes_two_people(api: Any) -> None:
-    d = (await api.decide("returns", returns_case("ORD-4E"))).json()
-    assert not d["needs_review"]
-    changed = approve_jacket(d["verdict"], refund_timing="on_inspection")
-    changed["items"][0]["disposition"] = "restock"
-    r = await review(api, d["decision_id"], verdict=changed, note="hold the refund")
+    # a return without judgement is determined in every term: a reviewer can only confirm it;
+    # E9's automatic release is one a person (the fraud team) may override, with four eyes
+    d = (await api.decide("exceptions", ex.fraud(20))).json()
+    assert not d["needs_review"] and d["outcome"] == "release"
+    changed = {**d["verdict"], "action": "escalate", "hold": True}
+    changed["tags"] = ["arbiter:fraud_review", "arbiter:escalate"]
+    r = await review(api, d["decision_id"], verdict=changed, note="hold it for the fraud team")
     assert r.status_code == 202, r.text
     pending = r.json()
     assert pending["settled"] is False and pending["needs_review"] is True
@@ -271,7 +272,7 @@ async def test_overriding_a_decision_that_needed_no_review_takes_two_people(api:
     assert confirm.status_code == 201, confirm.text
     final = confirm.json()
     assert final["settled"] and final["supersedes"] == pending["decision_id"]
-    assert final["verdict"]["refund_timing"] == "on_inspection"
+    assert final["verdict"]["action"] == "escalate"
     assert (await api.client.get("/v1/reviews", headers=api.auth("review"))).json()["reviews"] == []
     twice = await review(api, pending["decision_id"], "admin", note="late")
     assert twice.status_code == 409
@@ -282,12 +283,46 @@ async def test_overriding_a_decision_that_needed_no_review_takes_two_people(api:
     assert api.engine.log.verify().ok
 
 
+async def test_a_reviewer_cannot_change_a_determined_term(api: Any) -> None:
+    """R8 and R12 determine disposition and timing: a reviewer's other value is repaired."""
+    d = (await api.decide("returns", returns_case("ORD-DET"))).json()
+    changed = approve_jacket(d["verdict"], refund_timing="on_inspection")
+    changed["items"][0]["disposition"] = "liquidate"
+    r = await review(api, d["decision_id"], verdict=changed)
+    assert r.status_code == 422, r.text
+    repairs = checks_named(r, "repairs")
+    assert "on_inspection → on_carrier_scan (R12)" in (repairs["refund_timing"] or "")
+    assert "liquidate → restock (R8)" in (repairs["disposition_allowed"] or "")
+
+
 async def test_an_unchanged_verdict_on_a_decision_without_review_is_a_confirmation(
     api: Any,
 ) -> None:
     d = (await api.decide("returns", returns_case("ORD-OK"))).json()
     r = await review(api, d["decision_id"], note="spot check: fine")
     assert r.status_code == 201 and r.json()["settled"]
+
+
+def expensive_nad(order: str) -> dict[str, Any]:
+    """An explained not_as_described headset of 600.00: a fault (no fee) or not (R2, R10)."""
+    c = returns_case(
+        order,
+        reason="not_as_described",
+        condition="opened",
+        customer_comment="The noise cancelling does not work at all.",
+    )
+    c["order"]["lines"][0].update(unit_price="600.00", category="electronics")
+    return c
+
+
+def as_fault(proposal: dict[str, Any]) -> dict[str, Any]:
+    v = editable(proposal)
+    v.update(
+        outcome="approve",
+        restocking_fee="0.00",
+        customer_message="Your return is approved in full; we refund once it is inspected.",
+    )
+    return v
 
 
 def expensive(order: str = "ORD-R7") -> dict[str, Any]:
@@ -308,9 +343,9 @@ async def test_r7_one_reviewer_may_accept_the_proposal_but_not_raise_a_refund(ap
     ok = await review(api, small["decision_id"], verdict=v)
     assert ok.status_code == 201  # within the automatic limit: one reviewer is enough
 
-    d2 = (await api.decide("returns", expensive("ORD-R7C"))).json()
-    v = editable(d2["verdict"])
-    v["items"][0]["disposition"] = "liquidate"  # still 600.00, now the reviewer's own verdict
+    d2 = (await api.decide("returns", expensive_nad("ORD-R7C"))).json()
+    assert d2["outcome"] == "needs_review"  # R2: rules cannot judge; as a change of mind 510.00
+    v = as_fault(d2["verdict"])  # the reviewer reads a fault: 600.00, their own verdict
     r = await review(api, d2["decision_id"], verdict=v)
     assert r.status_code == 202, r.text
     assert any("R7" in why and "second reviewer" in why for why in r.json()["review_reasons"])
@@ -496,11 +531,11 @@ async def test_reviewer_agreement_compares_the_verdicts(api: Any) -> None:
     st = (await api.client.get("/v1/audit/stats", headers=api.auth("audit"))).json()
     assert st["reviews"] == 1 and st["reviewer_agreement"] == 1.0
 
-    d2 = (await api.decide("returns", expensive("ORD-AG2"))).json()
-    v = editable(d2["verdict"])
-    v["items"][0]["disposition"] = "liquidate"  # same outcome headline, another verdict
+    d2 = (await api.decide("exceptions", ex.fraud(88, ["velocity"]))).json()  # escalate
+    v = {**d2["verdict"], "action": "release", "hold": False}
+    v["tags"] = ["arbiter:fraud_review", "arbiter:release"]  # another verdict than proposed
     r = await review(api, d2["decision_id"], verdict=v)
-    assert r.status_code == 202, r.text  # 600.00 in the reviewer's own verdict: four eyes
+    assert r.status_code == 202, r.text  # E9: released by a person, with four eyes
     st = (await api.client.get("/v1/audit/stats", headers=api.auth("audit"))).json()
     assert st["reviews"] == 1 and st["reviews_pending"] == 1
     other = second_reviewer(api)

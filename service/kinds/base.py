@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -208,6 +209,161 @@ V = TypeVar("V", bound=VerdictBase)
 P = TypeVar("P", bound=ParametersBase)
 
 
+# --- determined and judgement parts -------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Term:
+    """How one determined part of a verdict is bound, and what a disagreement with it does.
+
+    `check` names the check that reports it, `clause` the policy clause that determines the
+    value; `repair` says what the clause allows a guard to do with another value: "yes" set it
+    to the rules' value, "down" only bring a larger amount down to it ("at most"), "no" refuse
+    the verdict (the decision falls back to the rules).
+    """
+
+    check: str
+    clause: str
+    repair: Literal["yes", "down", "no"] = "yes"
+    why: str | None = None
+
+
+TermRule = Term | Callable[[Any], Term]
+"""A Term, or a function of the other side's value that gives it (to name why that value
+is refused: "S9 is not a validator suggestion")."""
+
+UNLISTED = Term("determined", "?", "no", "a term the rules did not list: refused")
+
+
+@dataclass
+class Ruling(Generic[V]):
+    """The rules' verdict under one reading of a case's judgement parts, with the term that
+    binds each determined part (by path, see term_paths). Everything but the wording
+    (cited_clauses, rationale, confidence, customer_message) is determined: a path the kind
+    does not list is bound by UNLISTED, so a forgotten term refuses rather than accepts."""
+
+    verdict: V
+    terms: dict[str, TermRule]
+    reading: str = "the rules' reading"
+    default: TermRule = UNLISTED
+    objections: list[Check] = field(default_factory=list)
+    """Failed checks that hold whatever the terms (e.g. an action no option allows)."""
+
+
+def term_paths(verdict: BaseModel) -> dict[str, Any]:
+    """Every term of a verdict by path, its wording left out: `outcome`, `items[SKU].refund_amount`
+    (list entries with a sku by sku), `score_breakdown.cost`; other lists as one value."""
+    data = verdict.model_dump(
+        mode="json", exclude=set(WORDING_FIELDS) | set(type(verdict).model_computed_fields)
+    )
+    out: dict[str, Any] = {}
+
+    def walk(path: str, value: Any) -> None:
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(f"{path}.{key}" if path else str(key), item)
+        elif (
+            isinstance(value, list)
+            and value
+            and all(isinstance(x, dict) and "sku" in x for x in value)
+        ):
+            for x in value:
+                out[f"{path}[{x['sku']}]"] = "present"
+                walk(f"{path}[{x['sku']}]", {k: v for k, v in x.items() if k != "sku"})
+        else:
+            out[path] = value
+
+    walk("", data)
+    return out
+
+
+def _show(value: Any) -> str:
+    return "none" if value is None else str(value)
+
+
+def _smaller(a: Any, b: Any) -> bool:
+    """Whether amount b is below amount a (both numbers or decimal strings)."""
+    try:
+        return Decimal(str(b)) < Decimal(str(a))
+    except (ArithmeticError, ValueError):
+        return False
+
+
+@dataclass
+class Comparison(Generic[V]):
+    """A verdict held against a ruling: the checks, and the verdict after allowed repairs."""
+
+    ruling: Ruling[V]
+    checks: list[Check]
+    verdict: V  # the ruling's terms with the other verdict's wording, when nothing failed
+    failed: int
+    repaired: int
+
+    @property
+    def cost(self) -> tuple[int, int]:
+        return (self.failed, self.repaired)
+
+
+def compare(verdict: V, ruling: Ruling[V]) -> Comparison[V]:
+    """One rule for every kind: agreement on a determined part passes; a disagreement is
+    repaired to the rules' value when its clause allows it, else the check fails, naming
+    the clause and both values. A repaired verdict is the ruling's own verdict (with the
+    other's wording), so a repair never produces a verdict the rules would not give."""
+    mine, theirs = term_paths(verdict), term_paths(ruling.verdict)
+    found: dict[str, list[tuple[str, bool]]] = {}
+    failed, repaired = len(ruling.objections), 0
+    for path in sorted(set(mine) | set(theirs)):
+        got, want = mine.get(path), theirs.get(path)
+        if got == want:
+            continue
+        rule = ruling.terms.get(path, ruling.default)
+        term = rule if isinstance(rule, Term) else rule(got)
+        fix = term.repair == "yes" or (term.repair == "down" and _smaller(got, want))
+        if fix:
+            detail = f"{path}: {_show(got)} → {_show(want)} ({term.clause})"
+            repaired += 1
+        else:
+            detail = f"{path} is {_show(got)}; {term.clause} determines {_show(want)}"
+            failed += 1
+        if term.why:
+            detail += f": {term.why}"
+        found.setdefault(term.check, []).append((detail, fix))
+    names = list(found)  # the checks that found something, in path order, then the rest
+    for rule in ruling.terms.values():
+        if isinstance(rule, Term) and rule.check not in names:
+            names.append(rule.check)
+    checks = list(ruling.objections)
+    for name in names:
+        problems = found.get(name, [])
+        status: Literal["passed", "repaired", "failed"] = (
+            "passed"
+            if not problems
+            else "repaired"
+            if all(fix for _, fix in problems)
+            else "failed"
+        )
+        checks.append(
+            Check(name=name, status=status, detail="; ".join(d for d, _ in problems) or None)
+        )
+    wording = {f: getattr(verdict, f) for f in WORDING_FIELDS if f in type(verdict).model_fields}
+    fixed = ruling.verdict.model_copy(deep=True, update=wording) if not failed else verdict
+    return Comparison(ruling, checks, fixed, failed, repaired)
+
+
+def nearest(verdict: V, rulings: Sequence[Ruling[V]]) -> Comparison[V]:
+    """The comparison with the reading that fits the verdict best (fewest refused, then fewest
+    repaired terms; the first reading, the rules' own, on a tie)."""
+    best: Comparison[V] | None = None
+    for ruling in rulings:
+        result = compare(verdict, ruling)
+        if best is None or result.cost < best.cost:
+            best = result
+        if best.cost == (0, 0):
+            break
+    assert best is not None, "a kind gives at least one reading"
+    return best
+
+
 @dataclass
 class Guarded(Generic[V]):
     """The outcome of guard(): the (possibly repaired) verdict, the checks, review reasons."""
@@ -237,37 +393,100 @@ class DecisionKind(ABC, Generic[C, V, P]):
     """Guard checks that bind automatic decisions only ("never released automatically"): a
     person may go past them, with a second reviewer; for the LLM they fail like any other."""
 
+    def analyse(self, case: C, params: P) -> Any:
+        """What the rules know about a case, computed once per decision (Facts) and passed to
+        precheck, guard, fallback and review_reasons."""
+        return None
+
+    def facts(self, case: C, params: P, facts: Any = None) -> Any:
+        """The facts given, or analysed now (for callers outside the engine, e.g. tests)."""
+        return facts if facts is not None else self.analyse(case, params)
+
     @abstractmethod
-    def precheck(self, case: C, params: P) -> V | None:
+    def precheck(self, case: C, params: P, facts: Any = None) -> V | None:
         """A verdict when hard rules decide alone, else None."""
 
     @abstractmethod
-    def guard(self, case: C, verdict: V, params: P) -> Guarded[V]:
-        """Check and bound a verdict, the LLM's or a reviewer's."""
+    def rulings(
+        self, case: C, params: P, facts: Any, verdict: V | None, *, person: bool = False
+    ) -> list[Ruling[V]]:
+        """The rules' verdict under each reading of the case's judgement parts, the rules' own
+        reading first. `verdict`, the one to be checked (None for the fallback), may narrow
+        the readings to those that could fit it; `person`: a reviewer's, who is the review
+        a clause sends the case to."""
 
-    @abstractmethod
-    def fallback(self, case: C, params: P) -> V:
-        """The whole policy, deterministically."""
+    def fallback(self, case: C, params: P, facts: Any = None) -> V:
+        """The whole policy, deterministically: the rules' own reading."""
+        facts = self.facts(case, params, facts)
+        return self.rulings(case, params, facts, None)[0].verdict
+
+    def prepare(self, case: C, verdict: V, params: P, facts: Any) -> tuple[V, list[Check]]:
+        """Shape checks before the comparison (e.g. one entry per requested sku)."""
+        return verdict, []
+
+    def wording(
+        self, case: C, verdict: V, params: P, facts: Any, *, person: bool = False
+    ) -> tuple[V, list[Check]]:
+        """Checks of the wording within its hard limits (e.g. the customer message)."""
+        return verdict, []
+
+    def guard(
+        self,
+        case: C,
+        verdict: V,
+        params: P,
+        facts: Any = None,
+        *,
+        strict: bool = False,
+        person: bool = False,
+    ) -> Guarded[V]:
+        """Check and bound a verdict, the LLM's or a reviewer's, against the rules' rulings.
+
+        The verdict must agree with the determined parts of one reading of the case; the
+        nearest reading is taken, its disagreements repaired or refused (compare). With
+        `strict` (a prompt-injection signal on the case) only the rules' own reading is
+        open: the model cannot loosen a part by choosing another reading.
+        """
+        facts = self.facts(case, params, facts)
+        v, checks = self.prepare(case, verdict, params, facts)
+        rulings = self.rulings(case, params, facts, v, person=person)
+        result = nearest(v, rulings)
+        if strict:
+            own = compare(v, rulings[0]) if result.ruling is not rulings[0] else result
+            checks.append(
+                Check(
+                    name="injection_no_loosening",
+                    status="passed" if own is result else "failed",
+                    detail=None
+                    if own is result
+                    else f"the case carries a prompt-injection signal: the verdict takes "
+                    f"{result.ruling.reading}, the rules take {rulings[0].reading}",
+                )
+            )
+            result = own
+        checks += result.checks
+        worded, more = self.wording(case, result.verdict, params, facts, person=person)
+        return Guarded(verdict=worded, checks=[*checks, *more])
 
     @abstractmethod
     def outcome(self, verdict: V) -> str:
         """The headline of a verdict for the envelope."""
 
-    def llm_model(self, case: C, params: P) -> type[BaseModel]:
+    def llm_model(self, case: C, params: P, facts: Any = None) -> type[BaseModel]:
         """The response model the LLM fills; by default the verdict itself."""
         return self.Verdict
 
-    def from_llm(self, case: C, params: P, answer: Any) -> V:
+    def from_llm(self, case: C, params: P, answer: Any, facts: Any = None) -> V:
         """Turn the LLM's answer into a verdict; by default it is one."""
         verdict: V = answer
         return verdict
 
-    def prompt_case(self, case: C, params: P) -> dict[str, Any]:
+    def prompt_case(self, case: C, params: P, facts: Any = None) -> dict[str, Any]:
         """What the prompt shows of the case; by default all of it."""
         data: dict[str, Any] = case.model_dump(mode="json")
         return data
 
-    def review_reasons(self, case: C, verdict: V, params: P) -> list[str]:
+    def review_reasons(self, case: C, verdict: V, params: P, facts: Any = None) -> list[str]:
         """Why a person must look at this verdict before anyone acts on it, whoever made it."""
         return []
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import re
-from datetime import date, timedelta
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
@@ -18,16 +20,18 @@ from service.kinds.base import (
     Check,
     Day,
     DecisionKind,
-    Guarded,
     Money,
     ParametersBase,
+    Ruling,
     StrictModel,
+    Term,
+    TermRule,
     Timestamp,
     UntrustedText,
     VerdictBase,
     utc_day,
 )
-from service.kinds.common import Count, Customer, Line, Sku, Tag, message_problems
+from service.kinds.common import Count, Customer, Line, Sku, Tag, compose_message
 
 ExceptionType = Literal[
     "address_invalid",
@@ -428,100 +432,193 @@ MESSAGES = {
 }
 
 
-def _address(case: AddressInvalidCase, p: ExceptionParameters) -> tuple[ExceptionVerdict, bool]:
+# --- the sub-policies: one per exception type --------------------------------------------
+
+
+@dataclass
+class Option:
+    """An action the policy allows for the case, as the rules write it. `bounds` are fields
+    the verdict may set itself within a clause's limits (field -> whether a value fits);
+    `terms` bind this action's other fields (default: exactly the rules' value)."""
+
+    verdict: ExceptionVerdict
+    bounds: dict[str, Callable[[Any], bool]] = field(default_factory=dict)
+    terms: dict[str, TermRule] = field(default_factory=dict)
+
+
+@dataclass
+class Ruleset:
+    """What a sub-policy says of a case: the allowed options (the rules' choice first),
+    whether the case needs judgement, and why any other action is refused."""
+
+    options: list[Option]
+    judgement: bool
+    refuse: Callable[[str], Term | None] = lambda _action: None
+
+
+def _opt(verdict: ExceptionVerdict, **kw: Any) -> Option:
+    return Option(verdict, **kw)
+
+
+def _address(case: AddressInvalidCase, p: ExceptionParameters, _vip: bool) -> Ruleset:
     d = case.details
     strong = [s for s in d.suggestions if s.confidence >= p.address_min_suggestion_confidence]
-    judgement = bool(case.customer_comment) or len(d.suggestions) > 1
-    # "when several suggestions are plausible" the customer confirms: whether a weaker one is
-    # plausible is a judgement, so rules correct automatically only to a lone suggestion
-    if len(strong) == 1 and len(d.suggestions) == 1 and d.result != "unverifiable":
-        return _v(
-            "correct_address",
-            case,
-            ["E2"],
-            f"one confident suggestion ({strong[0].id}, {strong[0].confidence:.2f})",
-            suggestion_id=strong[0].id,
-            hold=False,
-        ), judgement
-    if (
-        d.result == "unverifiable"
-        and case.customer.order_count >= p.release_unverifiable_min_orders
-    ):
-        return _v(
+    explained = bool(case.customer_comment)
+    judgement = explained or len(d.suggestions) > 1
+    known = case.customer.order_count >= p.release_unverifiable_min_orders
+    min_conf = p.address_min_suggestion_confidence
+    ids = {s.id: s.confidence for s in d.suggestions}
+
+    def suggestion_term(got: Any) -> Term:
+        if got not in ids:
+            return Term("hard_limits", "E2", "no", f"{got!r} is not a validator suggestion (E2)")
+        return Term(
+            "hard_limits",
+            "E2",
+            "no",
+            f"{got} has confidence {ids[got]:.2f}; only the one suggestion of at least "
+            f"{min_conf} is applied (E2)",
+        )
+
+    correct = (
+        _opt(
+            _v(
+                "correct_address",
+                case,
+                ["E2"],
+                f"one confident suggestion ({strong[0].id}, {strong[0].confidence:.2f})",
+                suggestion_id=strong[0].id,
+                hold=False,
+            ),
+            terms={"suggestion_id": suggestion_term},
+        )
+        if len(strong) == 1
+        else None
+    )
+    release = _opt(
+        _v(
             "release",
             case,
             ["E2"],
-            f"unverifiable address for a customer with {case.customer.order_count} earlier orders",
-        ), judgement
-    return _v(
-        "contact_customer",
-        case,
-        ["E2"],
-        f"{strong[0].id} is confident but another suggestion may be plausible; the customer "
-        "must confirm the address"
-        if len(strong) == 1
-        else "no single confident correction; the customer must confirm the address",
-    ), True
+            f"unverifiable address for a customer with {case.customer.order_count} earlier orders"
+            if known
+            else "unverifiable address explained by the customer",
+        )
+    )
+    contact = _opt(
+        _v(
+            "contact_customer",
+            case,
+            ["E2"],
+            f"{strong[0].id} is confident but another suggestion may be plausible; the customer "
+            "must confirm the address"
+            if len(strong) == 1
+            else "no single confident correction; the customer must confirm the address",
+        )
+    )
+    unverifiable = d.result == "unverifiable"
+    may_release = unverifiable and (known or explained)
+
+    def refuse(action: str) -> Term | None:
+        if action == "release" and not unverifiable:
+            return Term(
+                "hard_limits",
+                "E2",
+                "no",
+                f"the validator found the address {d.result}, not unverifiable: never released "
+                "as it is (E2)",
+            )
+        if action == "release":
+            return Term(
+                "hard_limits",
+                "E2",
+                "no",
+                f"an unverifiable address is released for customers with at least "
+                f"{p.release_unverifiable_min_orders} earlier orders ({case.customer.order_count})"
+                " or with a comment that explains it (E2)",
+            )
+        if action == "correct_address":
+            return Term(
+                "hard_limits", "E2", "no", f"no single suggestion of confidence ≥ {min_conf} (E2)"
+            )
+        return None
+
+    if correct is not None and len(d.suggestions) == 1 and not unverifiable:
+        return Ruleset([correct], explained, refuse)
+    first = [release] if unverifiable and known else [contact]
+    options = first + ([contact] if first[0] is release else [])
+    if may_release and release not in options:
+        options.append(release)
+    if correct is not None:
+        options.append(correct)  # several suggestions: whether the others are plausible
+    return Ruleset(options, judgement if first[0] is release else True, refuse)
 
 
-def _payment_failed(
-    case: PaymentFailedCase, p: ExceptionParameters, vip: bool
-) -> tuple[ExceptionVerdict, bool]:
+def _payment_failed(case: PaymentFailedCase, p: ExceptionParameters, vip: bool) -> Ruleset:
     d = case.details
-    if d.decline_code in p.hard_decline_codes:
-        if vip:
-            return _v(
-                "hold", case, ["E3", "E11"], "hard decline for a VIP customer: held for a person"
-            ), False
-        return _v("cancel_order", case, ["E3"], f"hard decline ({d.decline_code})"), False
-    if d.decline_code in p.contact_decline_codes:
-        return _v("contact_customer", case, ["E4"], "the customer must fix the card"), False
     retry_at = d.last_attempt_at + timedelta(hours=p.retry_spacing_hours)
     expired = d.auth_expires_at is not None and retry_at >= d.auth_expires_at
+    explained = bool(case.customer_comment)
+
+    def refuse(action: str) -> Term | None:
+        if action != "retry_payment":
+            return None
+        if d.decline_code in p.hard_decline_codes or d.decline_code in p.contact_decline_codes:
+            why = f"decline {d.decline_code} must not be retried (E3/E4)"
+        elif d.attempts >= p.max_payment_retries:
+            why = f"retry budget of {p.max_payment_retries} is spent (E4)"
+        else:
+            why = "the next retry would be at or after the authorization's expiry (E4)"
+        return Term("hard_limits", "E4", "no", why)
+
+    if d.decline_code in p.hard_decline_codes:
+        if vip:
+            hold = _v("hold", case, ["E3", "E11"], "hard decline for a VIP customer: held")
+            return Ruleset([_opt(hold)], False, refuse)
+        return Ruleset(
+            [_opt(_v("cancel_order", case, ["E3"], f"hard decline ({d.decline_code})"))],
+            False,
+            refuse,
+        )
+    if d.decline_code in p.contact_decline_codes:
+        contact = _v("contact_customer", case, ["E4"], "the customer must fix the card")
+        return Ruleset([_opt(contact)], False, refuse)
     if d.attempts >= p.max_payment_retries or expired:
         why = "retry budget spent" if not expired else "next retry would be after auth expiry"
-        return _v("contact_customer", case, ["E4"], why), bool(case.customer_comment)
-    return _v(
+        return Ruleset([_opt(_v("contact_customer", case, ["E4"], why))], explained, refuse)
+
+    def fits(value: Any) -> bool:
+        return (
+            isinstance(value, datetime)
+            and value >= retry_at
+            and not (d.auth_expires_at is not None and value >= d.auth_expires_at)
+        )
+
+    def retry_term(got: Any) -> Term:
+        if isinstance(got, str):  # terms are compared in their JSON form
+            got = datetime.fromisoformat(got.replace("Z", "+00:00"))
+        if isinstance(got, datetime) and got < retry_at:
+            why = f"sooner than {p.retry_spacing_hours}h after the last attempt (E4)"
+        elif isinstance(got, datetime):
+            why = "at or after the authorization expiry (E4)"
+        else:
+            why = "retry_payment needs retry_at (E4)"
+        return Term("hard_limits", "E4", "no", why)
+
+    retry = _v(
         "retry_payment",
         case,
         ["E4"],
         f"soft decline ({d.decline_code}); retry {d.attempts + 1} of {p.max_payment_retries}",
         retry_at=retry_at,
         hold=True,
-    ), bool(case.customer_comment)
-
-
-def _auth_expiring(
-    case: PaymentAuthExpiringCase, p: ExceptionParameters
-) -> tuple[ExceptionVerdict, bool]:
-    d = case.details
-    ready = [u for u in d.unshipped if u.ready_to_ship]
-    judgement = bool(case.customer_comment)
-    if d.reauthorization_failed and len(ready) < len(d.unshipped):
-        return _v("contact_customer", case, ["E5"], "re-authorization already failed"), judgement
-    if len(ready) == len(d.unshipped):
-        return _v("ship_available_now", case, ["E5"], "everything unshipped is ready"), judgement
-    urgent = d.expires_at - d.as_of <= timedelta(hours=p.auth_expiry_buffer_hours)
-    if ready and not urgent:
-        return _v(
-            "ship_available_now",
-            case,
-            ["E5"],
-            "ship what is ready; the authorization "
-            f"is good for more than {p.auth_expiry_buffer_hours}h",
-        ), judgement
-    if ready:
-        amount = ready_value(case)
-        return _v(
-            "capture_partial",
-            case,
-            ["E5"],
-            f"capture {amount} for the ready items",
-            capture_amount=min(amount, d.authorized_amount),
-        ), judgement
-    return _v(
-        "reauthorize", case, ["E5"], "nothing is ready before the auth expires", hold=True
-    ), judgement
+    )
+    contact = _v("contact_customer", case, ["E4"], "the customer is asked to pay another way")
+    return Ruleset(
+        [_opt(retry, bounds={"retry_at": fits}, terms={"retry_at": retry_term}), _opt(contact)],
+        explained,
+        refuse,
+    )
 
 
 def ready_value(case: PaymentAuthExpiringCase) -> Decimal:
@@ -533,83 +630,196 @@ def ready_value(case: PaymentAuthExpiringCase) -> Decimal:
     return total
 
 
-def _shortfall(
-    case: InventoryShortfallCase, p: ExceptionParameters, vip: bool
-) -> tuple[ExceptionVerdict, bool]:
+def _auth_expiring(case: PaymentAuthExpiringCase, p: ExceptionParameters, _vip: bool) -> Ruleset:
+    d = case.details
+    ready = [u for u in d.unshipped if u.ready_to_ship]
+    judgement = bool(case.customer_comment)
+    urgent = d.expires_at - d.as_of <= timedelta(hours=p.auth_expiry_buffer_hours)
+    amount = min(ready_value(case), d.authorized_amount)
+    ship = _v("ship_available_now", case, ["E5"], "ship what is ready")
+    capture = _opt(
+        _v(
+            "capture_partial",
+            case,
+            ["E5"],
+            f"capture {amount} for the ready items",
+            capture_amount=amount,
+        ),
+        terms={"capture_amount": Term("action_fields", "E5", "down")},
+    )
+    reauth = _v("reauthorize", case, ["E5"], "nothing is ready before the auth expires", hold=True)
+    contact = _v("contact_customer", case, ["E5"], "re-authorization already failed")
+    if d.reauthorization_failed and len(ready) < len(d.unshipped):
+        first = _opt(contact)
+    elif len(ready) == len(d.unshipped):
+        first = _opt(ship.model_copy(update={"rationale": "everything unshipped is ready"}))
+    elif ready and not urgent:
+        first = _opt(
+            ship.model_copy(
+                update={
+                    "rationale": "ship what is ready; the authorization is good for more "
+                    f"than {p.auth_expiry_buffer_hours}h"
+                }
+            )
+        )
+    elif ready:
+        first = capture
+    else:
+        first = _opt(reauth)
+    options = [first]
+    if not urgent:  # E5 binds authorizations that expire within the buffer only
+        others = [_opt(reauth), _opt(contact)]
+        if ready:
+            others += [_opt(ship), capture]
+        options += [o for o in others if o.verdict.action != first.verdict.action]
+
+    def refuse(_action: str) -> Term | None:
+        if urgent:
+            return Term(
+                "hard_limits",
+                "E5",
+                "no",
+                f"the authorization expires within {p.auth_expiry_buffer_hours}h with "
+                f"{len(ready)} of {len(d.unshipped)} unshipped lines ready: "
+                f"{first.verdict.action} (E5)",
+            )
+        return None
+
+    return Ruleset(options, judgement, refuse)
+
+
+def _shortfall(case: InventoryShortfallCase, p: ExceptionParameters, vip: bool) -> Ruleset:
     d = case.details
     judgement = bool(case.customer_comment) or bool(d.alternatives)
     placed = utc_day(case.order.placed_at)
     short = {s.sku: s.quantity_short for s in d.short_lines}
     others_ship = any(ln.quantity > short.get(ln.sku, 0) for ln in case.order.lines)
-    if d.restock_eta is not None and (d.restock_eta - placed).days <= p.max_backorder_days:
-        if others_ship:
-            return _v(
-                "split_ship",
+    wait = (d.restock_eta - placed).days if d.restock_eta is not None else None
+    soon = wait is not None and wait <= p.max_backorder_days
+    subs = eligible_substitutes(case, p)
+    offered = {a.sku for a in d.alternatives}
+
+    def sub_term(got: Any) -> Term:
+        why = (
+            f"substitute {got!r} was not offered (E7)"
+            if got not in offered
+            else f"substitute {got} lacks stock or is outside the price tolerance (E7)"
+        )
+        return Term("hard_limits", "E7", "no", why)
+
+    substitutes = [
+        _opt(
+            _v(
+                "substitute",
                 case,
-                ["E6"],
-                f"ship what is in stock; the rest follows on {d.restock_eta}",
-            ), judgement
-        return _v(
+                ["E7"],
+                f"{sku} is an offered alternative within the price tolerance",
+                substitute_sku=sku,
+            ),
+            bounds={"substitute_sku": lambda got: got in subs},
+            terms={"substitute_sku": sub_term},
+        )
+        for sku in subs[:1]
+    ]
+    restock = d.restock_eta
+    backorder = _opt(
+        _v(
             "backorder",
             case,
             ["E6"],
-            f"restock on {d.restock_eta} is within {p.max_backorder_days} days",
-            expected_ship_date=d.restock_eta,
-        ), judgement
-    subs = eligible_substitutes(case, p)
-    if subs:
-        return _v(
-            "substitute",
+            f"restock on {restock} is within {p.max_backorder_days} days",
+            expected_ship_date=restock,
+        ),
+        bounds={"expected_ship_date": lambda got: got is not None and got >= restock},
+        terms={"expected_ship_date": Term("action_fields", "E6")},
+    )
+    split = _opt(
+        _v("split_ship", case, ["E6"], f"ship what is in stock; the rest follows on {restock}")
+    )
+    contact = _opt(
+        _v(
+            "contact_customer",
             case,
-            ["E7"],
-            f"{subs[0]} is an offered alternative within the price tolerance",
-            substitute_sku=subs[0],
-        ), judgement
-    if d.restock_eta is None and not vip:
-        return _v(
-            "cancel_lines", case, ["E8"], "no restock date", cancel_skus=list(short)
-        ), judgement
-    return _v(
-        "contact_customer",
-        case,
-        ["E8"] + (["E11"] if vip else []),
-        "restock too late and no fitting substitute: offer to cancel the short lines",
-    ), judgement
+            ["E8"] + (["E11"] if vip else []),
+            "restock too late and no fitting substitute: offer to cancel the short lines",
+        )
+    )
+    cancel = _opt(
+        _v("cancel_lines", case, ["E8"], "no restock date", cancel_skus=sorted(short)),
+        terms={"cancel_skus": Term("action_fields", "E8")},
+    )
+    if soon:
+        options = ([split, backorder] if others_ship else [backorder]) + substitutes
+    elif substitutes:
+        options = [*substitutes, contact]
+    elif restock is None and not vip:
+        options = [cancel]
+    else:
+        options = [contact]
+
+    def refuse(action: str) -> Term | None:
+        if action == "substitute":
+            return Term("hard_limits", "E7", "no", "no offered alternative fits E7")
+        if action in ("backorder", "split_ship") and not soon:
+            when = f"restock {wait} days after the order" if wait is not None else "no restock date"
+            return Term(
+                "hard_limits",
+                "E6",
+                "no",
+                f"{when}: waiting is for at most {p.max_backorder_days} days (E6, E8)",
+            )
+        if action == "cancel_lines" and vip:
+            return Term("automatic_limits", "E11", "no", "a VIP order is never cancelled (E11)")
+        return None
+
+    return Ruleset(options, judgement, refuse)
 
 
-def _fraud(
-    case: FraudReviewCase, p: ExceptionParameters, vip: bool
-) -> tuple[ExceptionVerdict, bool]:
+def _fraud(case: FraudReviewCase, p: ExceptionParameters, vip: bool) -> Ruleset:
     d = case.details
     risk = d.risk_score
     strong = set(d.signals) & set(p.strong_fraud_signals)
+    explained = bool(case.customer_comment)
+    escalate_why = f"risk {risk} with signals {', '.join(d.signals) or 'none'}: fraud team decides"
+
+    def refuse(action: str) -> Term | None:
+        if action == "release" and risk >= p.hard_fraud_threshold:
+            return Term(
+                "automatic_limits",
+                "E9",
+                "no",
+                f"release with risk {risk} ≥ {p.hard_fraud_threshold} (E9)",
+            )
+        if action == "cancel_order" and vip:
+            return Term(
+                "automatic_limits",
+                "E11",
+                "no",
+                "a VIP order is never cancelled automatically (E11)",
+            )
+        # whatever E9 would do automatically, the fraud team may decide otherwise; a model not
+        return Term("automatic_limits", "E9", "no", "the fraud team decides this order (E9)")
+
     if risk >= p.auto_cancel_fraud_threshold:
         if vip:
-            return _v(
-                "escalate", case, ["E9", "E11"], f"risk {risk}: VIP, escalated instead of cancelled"
-            ), False
-        return _v(
-            "cancel_order", case, ["E9"], f"risk {risk} at or above the cancel threshold"
-        ), False
+            esc = _v("escalate", case, ["E9", "E11"], f"risk {risk}: VIP, escalated, not cancelled")
+            return Ruleset(
+                [_opt(esc), _opt(_v("hold", case, ["E9", "E11"], esc.rationale))], False, refuse
+            )
+        cancel = _v("cancel_order", case, ["E9"], f"risk {risk} at or above the cancel threshold")
+        return Ruleset([_opt(cancel)], False, refuse)
     if risk >= p.hard_fraud_threshold:
-        return _v("escalate", case, ["E9"], f"risk {risk} at or above the hard threshold"), bool(
-            case.customer_comment
-        )
+        esc = _v("escalate", case, ["E9"], f"risk {risk} at or above the hard threshold")
+        return Ruleset([_opt(esc)], explained, refuse)
     if risk < p.release_below_risk and not strong:
-        return _v("release", case, ["E9"], f"risk {risk} with no strong signal"), bool(
-            case.customer_comment
-        )
-    return _v(
-        "escalate",
-        case,
-        ["E9"],
-        f"risk {risk} with signals {', '.join(d.signals) or 'none'}: fraud team decides",
-    ), True
+        release = _v("release", case, ["E9"], f"risk {risk} with no strong signal")
+        return Ruleset([_opt(release)], explained, refuse)
+    esc = _v("escalate", case, ["E9"], escalate_why)
+    release = _v("release", case, ["E9"], f"risk {risk}: the evidence explains the signals")
+    return Ruleset([_opt(esc), _opt(release)], True, refuse)
 
 
-def _split(
-    case: SplitShipmentCase, p: ExceptionParameters, vip: bool
-) -> tuple[ExceptionVerdict, bool]:
+def _split(case: SplitShipmentCase, p: ExceptionParameters, vip: bool) -> Ruleset:
     d = case.details
     promised = case.order.promised_by
     allowance = max(
@@ -617,27 +827,172 @@ def _split(
         case.order.value * p.split_max_extra_cost_share,
     )
     judgement = bool(case.customer_comment)
+
+    def refuse(action: str) -> Term | None:
+        if action == "approve_split":
+            return Term(
+                "hard_limits",
+                "E10",
+                "no",
+                f"extra cost {d.extra_cost} is above the allowance {allowance:.2f} and the "
+                "promised date holds (E10)",
+            )
+        return None
+
     if promised is not None and d.consolidated_arrival > promised:
-        return _v(
+        split = _v(
             "approve_split",
             case,
             ["E10"],
             f"shipping together would miss the promised date {promised}",
-        ), judgement
+        )
+        return Ruleset([_opt(split)], judgement, refuse)
     if d.extra_cost <= allowance:
-        return _v(
+        split = _v(
             "approve_split",
             case,
             ["E10"] + (["E11"] if vip else []),
             f"extra cost {d.extra_cost} within {allowance:.2f}",
-        ), judgement
-    return _v(
+        )
+        return Ruleset([_opt(split)], judgement, refuse)
+    wait = _v(
         "wait_and_consolidate",
         case,
         ["E10"],
         f"extra cost {d.extra_cost} above {allowance:.2f}; ship together",
         wait_until=d.consolidate_date,
-    ), judgement or d.extra_cost <= allowance * 2
+    )
+    return Ruleset(
+        [_opt(wait, terms={"wait_until": Term("action_fields", "E10")})],
+        judgement or d.extra_cost <= allowance * 2,
+        refuse,
+    )
+
+
+def _internal_address(case: Any) -> list[str]:
+    return list(case.details.messages)
+
+
+SubPolicy = Callable[[Any, ExceptionParameters, bool], Ruleset]
+SUB_POLICIES: dict[str, tuple[SubPolicy, Callable[[Any], list[str]]]] = {
+    "address_invalid": (_address, _internal_address),
+    "payment_failed": (_payment_failed, lambda _c: []),
+    "payment_auth_expiring": (_auth_expiring, lambda _c: []),
+    "inventory_shortfall": (_shortfall, lambda _c: []),
+    "fraud_review": (_fraud, lambda _c: []),
+    "split_shipment": (_split, lambda _c: []),
+}
+"""Per exception type: its rules (E2-E11) and the internal texts of its details (E12)."""
+
+ACTION_FIELDS: dict[str, str] = {
+    "retry_at": "retry_payment",
+    "suggestion_id": "correct_address",
+    "capture_amount": "capture_partial",
+    "expected_ship_date": "backorder",
+    "substitute_sku": "substitute",
+    "cancel_skus": "cancel_lines",
+    "wait_until": "wait_and_consolidate",
+}
+"""Each action's own field; it does not apply to any other action (E1)."""
+ACTION_FIELDS_OF = {action: name for name, action in ACTION_FIELDS.items()}
+
+
+@dataclass
+class ExceptionFacts:
+    """What the rules know about an order exception, computed once per decision."""
+
+    exception: str
+    vip: bool
+    rules: Ruleset
+    internal: list[str]
+    forbidden: list[str]
+
+    @property
+    def needs_judgement(self) -> bool:
+        return self.rules.judgement or self.vip
+
+
+def analyse(case: ExceptionCase, p: ExceptionParameters) -> ExceptionFacts:
+    c = case.root
+    vip = is_vip(c, p)
+    policy, internal = SUB_POLICIES[c.exception]
+    return ExceptionFacts(
+        exception=c.exception,
+        vip=vip,
+        rules=policy(c, p, vip),
+        internal=[*c.order.internal_notes, *internal(c)],
+        forbidden=forbidden_terms(c),
+    )
+
+
+def rule(
+    facts: ExceptionFacts, option: Option, verdict: ExceptionVerdict | None
+) -> Ruling[ExceptionVerdict]:
+    """The verdict of one option, with the verdict's own values where a clause leaves a range
+    (retry time, ship date, substitute, extra tags), and the clause binding each term."""
+    v = option.verdict.model_copy(deep=True)
+    action = v.action
+    allowed = ALLOWED[facts.exception]
+    if verdict is not None:
+        for name, fits in option.bounds.items():
+            if fits(getattr(verdict, name)):
+                setattr(v, name, getattr(verdict, name))
+        extra = [t for t in verdict.tags if TAG.fullmatch(t) and not t.startswith("arbiter:")]
+        v.tags = list(dict.fromkeys([*v.tags, *extra]))  # E14's tags; others are the model's
+
+    def action_term(got: Any) -> Term:
+        if got not in allowed:
+            return Term(
+                "action_allowed",
+                "E1",
+                "no",
+                f"{got} is not allowed for {facts.exception} (E1): {', '.join(sorted(allowed))}",
+            )
+        return facts.rules.refuse(str(got)) or Term(
+            "policy_action", v.cited_clauses[0], "no", f"the policy's action here is {action}"
+        )
+
+    terms: dict[str, TermRule] = {
+        "action": action_term,
+        "hold": Term("hold_consistent", "E1"),
+        "tags": Term("tags", "E14"),
+    }
+    for name, owner in ACTION_FIELDS.items():
+        terms[name] = (
+            option.terms.get(name, Term("action_fields", v.cited_clauses[0]))
+            if owner == action
+            else Term("fields_apply_to_action", "E1", "no", f"{name} does not apply to {action}")
+        )
+    return Ruling(v, terms, action)
+
+
+def refused(
+    case: ExceptionCase, facts: ExceptionFacts, verdict: ExceptionVerdict
+) -> Ruling[ExceptionVerdict]:
+    """An action no option allows, written consistently (its hold, tags and own field), with
+    the objection that refuses it: the verdict fails on the action alone, so a person can see
+    (and, for limits of automatic decisions, pass with a second reviewer) just that."""
+    first = facts.rules.options[0].verdict
+    own = ACTION_FIELDS_OF.get(verdict.action)
+    fields = {own: getattr(verdict, own)} if own else {}
+    v = _v(verdict.action, case.root, first.cited_clauses, first.rationale, **fields)
+    if verdict.action in ("retry_payment", "reauthorize"):
+        v.hold = verdict.hold
+    opt = Option(v, terms={own: Term("action_fields", first.cited_clauses[0], "no")} if own else {})
+    ruling = rule(facts, opt, verdict)
+    term = rule(facts, facts.rules.options[0], verdict).terms["action"]
+    assert callable(term)
+    objection = term(verdict.action)
+    ruling.objections = [
+        Check(
+            name=objection.check,
+            status="failed",
+            detail=f"action is {verdict.action}; {objection.clause} determines "
+            f"{first.action}: {objection.why}",
+        )
+    ]
+    ruling.reading = f"{verdict.action} (refused)"
+    return ruling
 
 
 class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParameters]):
@@ -647,32 +1002,34 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
     Case = ExceptionCase
     Verdict = ExceptionVerdict
     Parameters = ExceptionParameters
-    guardrails_version = "exceptions-guard-1"
+    guardrails_version = "exceptions-guard-2"
     clause_refs = frozenset(f"E{i}" for i in range(1, 15))
     automatic_only = frozenset({"automatic_limits"})
 
-    def _rules(self, case: ExceptionCase, p: ExceptionParameters) -> tuple[ExceptionVerdict, bool]:
-        c = case.root
-        vip = is_vip(c, p)
-        if isinstance(c, AddressInvalidCase):
-            return _address(c, p)
-        if isinstance(c, PaymentFailedCase):
-            return _payment_failed(c, p, vip)
-        if isinstance(c, PaymentAuthExpiringCase):
-            return _auth_expiring(c, p)
-        if isinstance(c, InventoryShortfallCase):
-            return _shortfall(c, p, vip)
-        if isinstance(c, FraudReviewCase):
-            return _fraud(c, p, vip)
-        assert isinstance(c, SplitShipmentCase)
-        return _split(c, p, vip)
+    def analyse(self, case: ExceptionCase, params: ExceptionParameters) -> ExceptionFacts:
+        return analyse(case, params)
 
-    def precheck(self, case: ExceptionCase, params: ExceptionParameters) -> ExceptionVerdict | None:
-        verdict, judgement = self._rules(case, params)
-        return None if judgement or is_vip(case.root, params) else verdict
+    def precheck(
+        self, case: ExceptionCase, params: ExceptionParameters, facts: Any = None
+    ) -> ExceptionVerdict | None:
+        facts = self.facts(case, params, facts)
+        return None if facts.needs_judgement else self.fallback(case, params, facts)
 
-    def fallback(self, case: ExceptionCase, params: ExceptionParameters) -> ExceptionVerdict:
-        return self._rules(case, params)[0]
+    def rulings(
+        self,
+        case: ExceptionCase,
+        params: ExceptionParameters,
+        facts: ExceptionFacts,
+        verdict: ExceptionVerdict | None,
+        *,
+        person: bool = False,
+    ) -> list[Ruling[ExceptionVerdict]]:
+        if verdict is None:
+            return [rule(facts, facts.rules.options[0], None)]
+        out = [rule(facts, o, verdict) for o in facts.rules.options]
+        if verdict.action not in {o.verdict.action for o in facts.rules.options}:
+            out.append(refused(case, facts, verdict))
+        return out
 
     def outcome(self, verdict: ExceptionVerdict) -> str:
         return verdict.action
@@ -682,6 +1039,7 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
         case: ExceptionCase,
         verdict: ExceptionVerdict,
         params: ExceptionParameters,
+        facts: Any = None,
     ) -> list[str]:
         return ["escalated to a person (E9/E11)"] if verdict.action == "escalate" else []
 
@@ -695,138 +1053,30 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
     def subjects(self, case: ExceptionCase) -> tuple[str | None, str | None]:
         return case.root.order.id, case.root.customer.id
 
-    # -- guardrails --
-    def guard(
-        self, case: ExceptionCase, verdict: ExceptionVerdict, params: ExceptionParameters
-    ) -> Guarded[ExceptionVerdict]:
-        p = params
-        c = case.root
-        v = verdict.model_copy(deep=True)
-        checks: list[Check] = []
-
-        def check(
-            name: str, problems: list[str], status: Literal["repaired", "failed"] = "failed"
-        ) -> None:
-            checks.append(
-                Check(
-                    name=name,
-                    status=status if problems else "passed",
-                    detail="; ".join(problems) or None,
-                )
-            )
-
-        allowed = ALLOWED[c.exception]
-        check(
-            "action_allowed",
-            []
-            if v.action in allowed
-            else [
-                f"{v.action} is not allowed for {c.exception} (E1): {', '.join(sorted(allowed))}"
-            ],
+    def wording(
+        self,
+        case: ExceptionCase,
+        verdict: ExceptionVerdict,
+        params: ExceptionParameters,
+        facts: ExceptionFacts,
+        *,
+        person: bool = False,
+    ) -> tuple[ExceptionVerdict, list[Check]]:
+        """E12: the action's template with at most one checked sentence of the model's."""
+        message, problems = compose_message(
+            MESSAGES.get(verdict.action),
+            verdict.customer_message,
+            customer=case.root.customer,
+            person=person,
+            forbidden=facts.forbidden,
+            internal_texts=facts.internal,
         )
-        hard: list[str] = []
-        repaired: list[str] = []
-        automatic: list[str] = []  # limits of automatic decisions only (E9, E11)
-        if isinstance(c, FraudReviewCase):
-            if v.action == "release" and c.details.risk_score >= p.hard_fraud_threshold:
-                automatic.append(
-                    f"release with risk {c.details.risk_score} ≥ {p.hard_fraud_threshold} (E9)"
-                )
-        if v.action == "cancel_order" and is_vip(c, p):
-            automatic.append("a VIP order is never cancelled automatically (E11)")
-        if isinstance(c, PaymentFailedCase) and v.action == "retry_payment":
-            if v.retry_at is None:
-                hard.append("retry_payment without retry_at")
-            else:
-                earliest = c.details.last_attempt_at + timedelta(hours=p.retry_spacing_hours)
-                if v.retry_at < earliest:
-                    hard.append(
-                        f"retry_at {v.retry_at.isoformat()} is sooner than "
-                        f"{p.retry_spacing_hours}h after the last attempt (E4)"
-                    )
-                if (
-                    c.details.auth_expires_at is not None
-                    and v.retry_at >= c.details.auth_expires_at
-                ):
-                    hard.append("retry_at is at or after the authorization expiry (E4)")
-            if c.details.attempts >= p.max_payment_retries:
-                hard.append(f"retry budget of {p.max_payment_retries} is spent (E4)")
-            if (
-                c.details.decline_code in p.hard_decline_codes
-                or c.details.decline_code in p.contact_decline_codes
-            ):
-                hard.append(f"decline {c.details.decline_code} must not be retried (E3/E4)")
-        if isinstance(c, AddressInvalidCase) and v.action == "correct_address":
-            ids = {s.id for s in c.details.suggestions}
-            if v.suggestion_id not in ids:
-                hard.append(
-                    f"correct_address to {v.suggestion_id!r}, which is not a "
-                    "validator suggestion (E2)"
-                )
-        if isinstance(c, InventoryShortfallCase):
-            if v.action == "substitute":
-                alt = next((a for a in c.details.alternatives if a.sku == v.substitute_sku), None)
-                if alt is None:
-                    hard.append(f"substitute {v.substitute_sku!r} was not offered (E7)")
-                elif v.substitute_sku not in eligible_substitutes(c, p):
-                    hard.append(
-                        f"substitute {alt.sku} lacks stock or is outside the price tolerance (E7)"
-                    )
-            if v.action == "backorder":
-                if c.details.restock_eta is None:
-                    hard.append("backorder without a restock date (E6)")
-                elif v.expected_ship_date is None or v.expected_ship_date < c.details.restock_eta:
-                    repaired.append(
-                        f"expected_ship_date {v.expected_ship_date} → {c.details.restock_eta}"
-                    )
-                    v.expected_ship_date = c.details.restock_eta
-            if v.action == "cancel_lines":
-                short = {s.sku for s in c.details.short_lines}
-                extra = [s for s in v.cancel_skus if s not in short]
-                if extra or not v.cancel_skus:
-                    repaired.append(f"cancel_skus {v.cancel_skus} → {sorted(short)}")
-                    v.cancel_skus = sorted(short)
-        if isinstance(c, PaymentAuthExpiringCase) and v.action == "capture_partial":
-            cap = min(ready_value(c), c.details.authorized_amount)
-            if cap == 0:
-                hard.append("capture_partial with no item ready to ship (E5)")
-            elif v.capture_amount is None or v.capture_amount > cap:
-                repaired.append(f"capture_amount {v.capture_amount} → {cap}")
-                v.capture_amount = cap
-        if isinstance(c, SplitShipmentCase) and v.action == "wait_and_consolidate":
-            if v.wait_until != c.details.consolidate_date:
-                repaired.append(f"wait_until {v.wait_until} → {c.details.consolidate_date}")
-                v.wait_until = c.details.consolidate_date
-        check("automatic_limits", automatic)
-        check("hard_limits", hard)
-        check("action_fields", repaired, "repaired")
-
-        hold = v.action in HOLDING or (v.action in ("retry_payment", "reauthorize") and v.hold)
-        hold_fix = []
-        if v.action == "release" and v.hold:
-            hold = False
-        if v.hold != hold:
-            hold_fix.append(f"hold {v.hold} → {hold}")
-            v.hold = hold
-        check("hold_consistent", hold_fix, "repaired")
-
-        tags = [f"arbiter:{c.exception}", f"arbiter:{v.action}"]
-        missing_tags = [t for t in tags if t not in v.tags]
-        v.tags = list(dict.fromkeys([*tags, *[t for t in v.tags if TAG.fullmatch(t)]]))
-        check(
-            "tags", [f"added {', '.join(missing_tags)} (E14)"] if missing_tags else [], "repaired"
+        check = Check(
+            name="customer_message_safe",
+            status="repaired" if problems else "passed",
+            detail="; ".join(problems) or None,
         )
-
-        problems = message_problems(
-            v.customer_message,
-            customer=c.customer,
-            forbidden=forbidden_terms(c),
-            internal_texts=list(c.order.internal_notes),
-        )
-        if problems:
-            v.customer_message = MESSAGES.get(v.action)
-        check("customer_message_safe", problems, "repaired")
-        return Guarded(verdict=v, checks=checks)
+        return verdict.model_copy(update={"customer_message": message}), [check]
 
 
 KIND = Exceptions()

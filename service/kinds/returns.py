@@ -24,14 +24,18 @@ from service.kinds.base import (
     Guarded,
     Money,
     ParametersBase,
+    Ruling,
     StrictModel,
+    Term,
+    TermRule,
     Timestamp,
     UntrustedText,
     VerdictBase,
     cents,
+    term_paths,
     utc_day,
 )
-from service.kinds.common import Count, Customer, Line, Sku, message_problems
+from service.kinds.common import Count, Customer, Line, Sku, compose_message
 
 Reason = Literal[
     "changed_mind",
@@ -241,6 +245,7 @@ class ItemFacts:
     """What the rules know about one requested item."""
 
     sku: str
+    category: str
     requested: int
     remaining: int
     unit_price: Decimal
@@ -260,6 +265,25 @@ class ItemFacts:
     # verdict may grant) and `strict_deny` its refusal as a change of mind (R1, R3, R5).
     judged: bool = False
     strict_deny: tuple[str, str] | None = None
+    explained: bool = False  # the customer wrote a comment (R5: it may resolve a contradiction)
+    com_deny: tuple[str, str] | None = None  # its refusal read as a change of mind
+
+    @property
+    def open_reading(self) -> bool:
+        """Whether a judge may read the item against its stated reason class: an explained
+        not_as_described as a fault (R2), or an explained fault as a change of mind in the
+        customer's own words (R5, R14); never when it is refused either way."""
+        return self.deny is None and (self.judged or (self.fault and self.explained))
+
+
+@dataclass
+class ReturnFacts:
+    """What the rules know about a return request, computed once per decision."""
+
+    items: list[ItemFacts]
+    delivered: bool  # R13: delivered before the request
+    high_return: bool  # R6
+    needs_judgement: bool  # some item needs the model's reading (R2, R5, comments)
 
 
 def high_return_customer(case: ReturnCase, p: ReturnParameters) -> bool:
@@ -294,7 +318,21 @@ def _refusal(
     return None
 
 
-def _facts(case: ReturnCase, p: ReturnParameters) -> list[ItemFacts]:
+def analyse(case: ReturnCase, p: ReturnParameters) -> ReturnFacts:
+    """The facts of a return request (per item, R6, R13)."""
+    items = _item_facts(case, p)
+    delivered = case.order.delivered_at is not None and (
+        case.request.requested_at >= case.order.delivered_at
+    )
+    return ReturnFacts(
+        items=items,
+        delivered=delivered,
+        high_return=high_return_customer(case, p),
+        needs_judgement=delivered and any(f.judgement for f in items),
+    )
+
+
+def _item_facts(case: ReturnCase, p: ReturnParameters) -> list[ItemFacts]:
     delivered = case.order.delivered_at
     out = []
     for it in case.request.items:
@@ -334,6 +372,7 @@ def _facts(case: ReturnCase, p: ReturnParameters) -> list[ItemFacts]:
 
         facts = ItemFacts(
             sku=it.sku,
+            category=line.category,
             requested=it.quantity,
             remaining=remaining,
             unit_price=line.unit_price,
@@ -349,6 +388,8 @@ def _facts(case: ReturnCase, p: ReturnParameters) -> list[ItemFacts]:
             deny=deny,
             judged=judged,
             strict_deny=refuse(as_fault=fault) if judged else deny,
+            explained=bool(it.customer_comment),
+            com_deny=refuse(as_fault=False),
         )
         if deny is None:
             if judged or it.reason == "other":
@@ -384,46 +425,23 @@ def rule_disposition(f: ItemFacts, p: ReturnParameters, category: str) -> Dispos
     return "liquidate"
 
 
-def allowed_dispositions(f: ItemFacts, returnless_ok: bool) -> set[str]:
-    """R8/R9: the dispositions a verdict may choose for an item."""
-    if f.hazmat:
-        allowed = {"return_to_vendor", "destroy"} if f.condition == "new" else {"destroy"}
-    elif f.hygiene and f.condition != "new":
-        allowed = {"destroy"}
-    elif f.condition in RESALEABLE:
-        allowed = {"restock", "refurbish", "liquidate", "return_to_vendor"}
-    else:
-        allowed = {"refurbish", "liquidate", "return_to_vendor", "destroy"}
-    if returnless_ok:
-        allowed.add("customer_keeps")
-    return allowed
-
-
 def returnless_ok(refund: Decimal, case: ReturnCase, p: ReturnParameters) -> bool:
     """R9: cheap enough to let the customer keep, and not a high-return customer."""
     return refund <= p.returnless_max_value and not high_return_customer(case, p)
 
 
-def fee_for(f: ItemFacts, refund: Decimal, p: ReturnParameters, category: str) -> Decimal:
-    """R10: restocking fee for an opened change-of-mind item in a fee category."""
+def fee_for(
+    f: ItemFacts, refund: Decimal, p: ReturnParameters, category: str, reason: str | None = None
+) -> Decimal:
+    """R10: restocking fee for an opened change-of-mind item in a fee category (`reason`: the
+    reason it is read as, when a judge reads it against the stated one)."""
     if (
-        f.reason not in NO_FEE_REASONS
+        (reason or f.reason) not in NO_FEE_REASONS
         and f.condition == "opened"
         and category in p.restocking_fee_categories
     ):
         return cents(refund * p.restocking_fee_rate)
     return Decimal("0.00")
-
-
-def fee_readings(fixed: Decimal, judged: list[Decimal]) -> set[Decimal]:
-    """R10 totals a verdict may charge: each judged item as a fault (no fee) or not (its fee)."""
-    if len(judged) > 10:  # too many to list every mix: only the two whole readings
-        return {fixed, fixed + sum(judged, Decimal(0))}
-    return {
-        fixed + sum(mix, Decimal(0))
-        for n in range(len(judged) + 1)
-        for mix in combinations(judged, n)
-    }
 
 
 def refund_method(case: ReturnCase) -> Literal["original_payment", "store_credit", "exchange"]:
@@ -489,6 +507,207 @@ def _message(case: ReturnCase, v: ReturnVerdict) -> str:
     return msg
 
 
+@dataclass(frozen=True)
+class ReturnReading:
+    """One reading of a request's judgement parts: which explained not_as_described items are
+    faults (R2), whether the reading is a judge's (the model's or a person's: the rules judge
+    nothing, so their own reading sends R2 and R5 questions to review), and whether the
+    verdict itself asks for review."""
+
+    fault: frozenset[str] = frozenset()
+    not_fault: frozenset[str] = frozenset()  # explained faults read as a change of mind
+    judged: bool = False
+    review: bool = False
+    person: bool = False  # a reviewer's reading: the review R5 sends the case to
+
+    def label(self) -> str:
+        if not self.judged:
+            return "the rules' reading"
+        faults = ", ".join(sorted(self.fault)) or "none"
+        mind = ", ".join(sorted(self.not_fault)) or "none"
+        return (
+            f"the reading with not_as_described faults: {faults}, faults read as a change of "
+            f"mind: {mind}" + (" (review)" if self.review else "")
+        )
+
+
+NOT_DELIVERED = Term("not_delivered", "R13", "no", "not delivered yet: a person decides")
+ITEM_TERMS = ("quantity_approved", "refund_amount", "disposition")
+
+
+def _disposition_term(keeps: bool) -> TermRule:
+    """R8's table, or R9's customer_keeps when the refund is small enough (never under R6)."""
+    if keeps:
+        return Term("returnless_eligible", "R9")
+
+    def term(got: Any) -> Term:
+        if got == "customer_keeps":
+            return Term("returnless_eligible", "R9", why="not a returnless refund (R9, R6)")
+        return Term("disposition_allowed", "R8")
+
+    return term
+
+
+def rule(
+    case: ReturnCase, p: ReturnParameters, facts: ReturnFacts, reading: ReturnReading
+) -> Ruling[ReturnVerdict]:
+    """The policy's verdict under one reading, and the clause that determines each term."""
+    terms: dict[str, TermRule] = {}
+    if not facts.delivered:
+        v = ReturnVerdict(
+            outcome="needs_review",
+            items=[
+                ItemVerdict(
+                    sku=f.sku, quantity_approved=0, refund_amount=Decimal("0.00"), disposition=None
+                )
+                for f in facts.items
+            ],
+            refund_method="none",
+            refund_timing="none",
+            restocking_fee=Decimal("0.00"),
+            label_required=False,
+            cited_clauses=["R13"],
+            rationale="The order has not been delivered yet (R13).",
+            confidence=1.0,
+        )
+        v.customer_message = _message(case, v)
+        return Ruling(v, dict.fromkeys(term_paths(v), NOT_DELIVERED), reading.label())
+    cited: set[str] = set()
+    why: list[str] = []
+    items: list[ItemVerdict] = []
+    fee = Decimal("0.00")
+    review = reading.review
+    fee_judged = False  # some item's fee depends on its R2 reading: a fee is then no repair
+    for f in facts.items:
+        as_fault = f.sku in reading.fault or (f.fault and f.sku not in reading.not_fault)
+        refused = f.deny or (None if as_fault else f.com_deny)  # f.deny: every reading
+        if refused:
+            clause, reason = refused
+            cited.add(clause)
+            if f.deny is None and not reading.judged:  # refused only as a change of mind
+                review = True
+                cited.add("R2")
+                why.append(f"{f.sku}: {UNJUDGED_R2}; as a change of mind: {reason} ({clause})")
+            else:
+                why.append(f"{f.sku}: {reason} ({clause})")
+            items.append(
+                ItemVerdict(
+                    sku=f.sku, quantity_approved=0, refund_amount=Decimal("0.00"), disposition=None
+                )
+            )
+            for name in ITEM_TERMS:
+                terms[f"items[{f.sku}].{name}"] = Term("hard_eligibility", clause, "no", reason)
+            continue
+        if f.mismatch and not (reading.judged and (f.explained or reading.person)):
+            review = True  # R5: review unless the customer's own explanation resolves it
+            cited.add("R5")
+            why.append(f"{f.sku}: {f.mismatch} (R5)")
+        qty = min(f.requested, f.remaining)
+        if qty < f.requested:
+            cited.add("R4")
+            why.append(f"{f.sku}: only {qty} of {f.requested} units remain returnable (R4)")
+        refund = min(cents(f.unit_price * qty), f.refundable)
+        cited.update(
+            {"R1", "R2"} if f.reason == "not_as_described" else {"R2" if f.fault else "R1"}
+        )
+        disposition = rule_disposition(f, p, f.category)
+        keeps = returnless_ok(refund, case, p)
+        if keeps:
+            disposition = "customer_keeps"
+            cited.add("R9")
+        cited.add("R8")
+        mind = "changed_mind" if f.fault else None
+        item_fee = Decimal("0.00") if as_fault else fee_for(f, refund, p, f.category, mind)
+        if f.open_reading and fee_for(f, refund, p, f.category, mind):
+            fee_judged = True
+        if item_fee and f.judged and not reading.judged:  # no fee as a fault, one if not
+            review = True
+            cited.update({"R2", "R10"})
+            why.append(
+                f"{f.sku}: {UNJUDGED_R2}; as a change of mind it carries the "
+                f"restocking fee {item_fee} (R10)"
+            )
+        elif item_fee:
+            cited.add("R10")
+            why.append(f"{f.sku}: restocking fee {item_fee} (R10)")
+        fee += item_fee
+        items.append(
+            ItemVerdict(
+                sku=f.sku, quantity_approved=qty, refund_amount=refund, disposition=disposition
+            )
+        )
+        terms[f"items[{f.sku}].quantity_approved"] = Term("quantity_within_request", "R4", "down")
+        terms[f"items[{f.sku}].refund_amount"] = Term("refund_within_paid", "R4", "down")
+        terms[f"items[{f.sku}].disposition"] = _disposition_term(keeps)
+    timing = required_timing(case, p, items)
+    if timing == "on_inspection":
+        cited.add("R6" if facts.high_return else "R12")
+    approved = [i for i in items if i.quantity_approved > 0]
+    outcome = "needs_review" if review else _outcome(case, items)
+    if approved:
+        cited.add("R11")
+    v = ReturnVerdict(
+        outcome=outcome,
+        items=items,
+        refund_method=refund_method(case) if approved else "none",
+        refund_timing=timing,
+        restocking_fee=fee,
+        label_required=any(i.disposition != "customer_keeps" for i in approved),
+        cited_clauses=sorted(cited, key=lambda c: int(c[1:])),
+        rationale="; ".join(why)
+        or "Within policy: " + ", ".join(f"{f.sku} {f.reason}" for f in facts.items),
+        confidence=1.0,
+    )
+    v.customer_message = _message(case, v)
+    terms.update(
+        {
+            "outcome": Term("outcome_consistent", "R5" if review else "R4"),
+            "refund_method": Term("refund_method", "R11"),
+            "refund_timing": Term("refund_timing", "R6" if facts.high_return else "R12"),
+            "restocking_fee": Term(
+                "restocking_fee",
+                "R10",
+                "no",
+                "the fee fits no reading of the not_as_described items (R2, R10): none for a "
+                "fault, the fee of each item read as a change of mind",
+            )
+            if fee_judged
+            else Term("restocking_fee", "R10"),
+            "label_required": Term("label_required", "R9"),
+        }
+    )
+    return Ruling(v, terms, reading.label())
+
+
+MAX_READINGS = 64
+
+
+def readings(
+    facts: ReturnFacts, verdict: ReturnVerdict | None, *, person: bool = False
+) -> list[ReturnReading]:
+    """The rules' own reading, then (for a verdict to check) every reading of the explained
+    not_as_described items as faults or not, with the verdict's own call on review."""
+    own = [ReturnReading()]
+    if verdict is None or not facts.delivered:
+        return own
+    review = verdict.outcome == "needs_review"
+    open_ = [f for f in facts.items if f.open_reading]  # each read as stated, or against it
+    if 2 ** len(open_) > MAX_READINGS:  # too many to list every mix: the two whole readings
+        mixes: list[tuple[ItemFacts, ...]] = [(), tuple(open_)]
+    else:
+        mixes = [mix for n in range(len(open_) + 1) for mix in combinations(open_, n)]
+    return own + [
+        ReturnReading(
+            fault=frozenset(f.sku for f in mix if not f.fault),
+            not_fault=frozenset(f.sku for f in mix if f.fault),
+            judged=True,
+            review=review,
+            person=person,
+        )
+        for mix in mixes
+    ]
+
+
 class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
     """Is this return eligible, how much is refunded, when, and where do the goods go."""
 
@@ -496,139 +715,45 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
     Case = ReturnCase
     Verdict = ReturnVerdict
     Parameters = ReturnParameters
-    guardrails_version = "returns-guard-1"
+    guardrails_version = "returns-guard-2"
     clause_refs = frozenset(f"R{i}" for i in range(1, 15))
 
-    # -- deterministic policy --
-    def _rules(self, case: ReturnCase, p: ReturnParameters) -> tuple[ReturnVerdict, bool]:
-        """The whole policy by rules; the flag says whether any item needs judgement."""
-        facts = _facts(case, p)
-        cited: set[str] = set()
-        why: list[str] = []
-        items: list[ItemVerdict] = []
-        fee = Decimal("0.00")
-        review = False
-        if case.order.delivered_at is None or (case.request.requested_at < case.order.delivered_at):
-            v = ReturnVerdict(
-                outcome="needs_review",
-                items=[
-                    ItemVerdict(
-                        sku=f.sku,
-                        quantity_approved=0,
-                        refund_amount=Decimal("0.00"),
-                        disposition=None,
-                    )
-                    for f in facts
-                ],
-                refund_method="none",
-                refund_timing="none",
-                restocking_fee=Decimal("0.00"),
-                label_required=False,
-                cited_clauses=["R13"],
-                rationale="The order has not been delivered yet (R13).",
-                confidence=1.0,
-            )
-            v.customer_message = _message(case, v)
-            return v, False
-        for f in facts:
-            category = case.line(f.sku).category
-            refused = f.deny or f.strict_deny  # a judgement rules cannot make: the strict reading
-            if refused:
-                clause, reason = refused
-                cited.add(clause)
-                if f.deny is None:  # refused only as a change of mind: a person judges R2
-                    review = True
-                    cited.add("R2")
-                    why.append(f"{f.sku}: {UNJUDGED_R2}; as a change of mind: {reason} ({clause})")
-                else:
-                    why.append(f"{f.sku}: {reason} ({clause})")
-                items.append(
-                    ItemVerdict(
-                        sku=f.sku,
-                        quantity_approved=0,
-                        refund_amount=Decimal("0.00"),
-                        disposition=None,
-                    )
-                )
-                continue
-            if f.mismatch:
-                review = True
-                cited.add("R5")
-                why.append(f"{f.sku}: {f.mismatch} (R5)")
-            qty = min(f.requested, f.remaining)
-            if qty < f.requested:
-                cited.add("R4")
-                why.append(f"{f.sku}: only {qty} of {f.requested} units remain returnable (R4)")
-            refund = min(cents(f.unit_price * qty), f.refundable)
-            cited.update(
-                {"R1", "R2"} if f.reason == "not_as_described" else {"R2" if f.fault else "R1"}
-            )
-            disposition = rule_disposition(f, p, category)
-            if returnless_ok(refund, case, p):
-                disposition = "customer_keeps"
-                cited.add("R9")
-            cited.add("R8")
-            item_fee = fee_for(f, refund, p, category)
-            if item_fee and f.judged:  # no fee as a fault, a fee as a change of mind
-                review = True
-                cited.update({"R2", "R10"})
-                why.append(
-                    f"{f.sku}: {UNJUDGED_R2}; as a change of mind it carries the "
-                    f"restocking fee {item_fee} (R10)"
-                )
-            elif item_fee:
-                cited.add("R10")
-                why.append(f"{f.sku}: restocking fee {item_fee} (R10)")
-            fee += item_fee
-            items.append(
-                ItemVerdict(
-                    sku=f.sku, quantity_approved=qty, refund_amount=refund, disposition=disposition
-                )
-            )
-        timing = required_timing(case, p, items)
-        if timing == "on_inspection":
-            cited.add("R6" if high_return_customer(case, p) else "R12")
-        approved = [i for i in items if i.quantity_approved > 0]
-        outcome = "needs_review" if review else _outcome(case, items)
-        if approved:
-            cited.add("R11")
-        v = ReturnVerdict(
-            outcome=outcome,
-            items=items,
-            refund_method=refund_method(case) if approved else "none",
-            refund_timing=timing,
-            restocking_fee=fee,
-            label_required=any(i.disposition != "customer_keeps" for i in approved),
-            cited_clauses=sorted(cited, key=lambda c: int(c[1:])),
-            rationale="; ".join(why)
-            or "Within policy: " + ", ".join(f"{f.sku} {f.reason}" for f in facts),
-            confidence=1.0,
-        )
-        v.customer_message = _message(case, v)
-        return v, any(f.judgement for f in facts)
+    def analyse(self, case: ReturnCase, params: ReturnParameters) -> ReturnFacts:
+        return analyse(case, params)
 
-    def precheck(self, case: ReturnCase, params: ReturnParameters) -> ReturnVerdict | None:
-        verdict, needs_judgement = self._rules(case, params)
-        return None if needs_judgement else verdict
+    def precheck(
+        self, case: ReturnCase, params: ReturnParameters, facts: ReturnFacts | None = None
+    ) -> ReturnVerdict | None:
+        facts = self.facts(case, params, facts)
+        return None if facts.needs_judgement else self.fallback(case, params, facts)
 
-    def fallback(self, case: ReturnCase, params: ReturnParameters) -> ReturnVerdict:
-        verdict, _ = self._rules(case, params)
-        return verdict
+    def rulings(
+        self,
+        case: ReturnCase,
+        params: ReturnParameters,
+        facts: ReturnFacts,
+        verdict: ReturnVerdict | None,
+        *,
+        person: bool = False,
+    ) -> list[Ruling[ReturnVerdict]]:
+        return [rule(case, params, facts, r) for r in readings(facts, verdict, person=person)]
 
     def review_reasons(
         self,
         case: ReturnCase,
         verdict: ReturnVerdict,
         params: ReturnParameters,
+        facts: ReturnFacts | None = None,
     ) -> list[str]:
         reasons = []
         if verdict.outcome == "needs_review":
             nad = any(it.reason == "not_as_described" for it in case.request.items)
             sends = ("R2", "R5", "R13") if nad else ("R5", "R13")
+            clauses = [c for c in verdict.cited_clauses if c in sends]
             reasons.append(
-                "the policy sends this case to review ("
-                + ", ".join(c for c in verdict.cited_clauses if c in sends)
-                + ")"
+                "the policy sends this case to review (" + ", ".join(clauses) + ")"
+                if clauses
+                else "the verdict asks for review"
             )
         if verdict.total_refund > params.max_auto_refund:
             reasons.append(
@@ -650,148 +775,88 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
     def subjects(self, case: ReturnCase) -> tuple[str | None, str | None]:
         return case.order.id, case.customer.id
 
-    # -- guardrails over an LLM verdict --
-    def guard(
-        self, case: ReturnCase, verdict: ReturnVerdict, params: ReturnParameters
-    ) -> Guarded[ReturnVerdict]:
-        p = params
+    # -- guardrails over a verdict: shape first, then the rulings (base.guard), then wording --
+    def prepare(
+        self,
+        case: ReturnCase,
+        verdict: ReturnVerdict,
+        params: ReturnParameters,
+        facts: Any,
+        *,
+        person: bool = False,
+    ) -> tuple[ReturnVerdict, list[Check]]:
+        """One entry per requested sku: unknown or repeated skus fail, missing ones are denied."""
         v = verdict.model_copy(deep=True)
-        checks: list[Check] = []
-        review: list[str] = []
-        facts = {f.sku: f for f in _facts(case, p)}
-
-        def check(
-            name: str, problems: list[str], status: Literal["repaired", "failed"] = "repaired"
-        ) -> None:
-            checks.append(
-                Check(
-                    name=name,
-                    status=status if problems else "passed",
-                    detail="; ".join(problems) or None,
-                )
-            )
-
-        # items name requested skus, once each; missing skus are denied
+        requested = [f.sku for f in facts.items]
         seen: dict[str, ItemVerdict] = {}
         unknown = []
         for it in v.items:
-            if it.sku not in facts or it.sku in seen:
+            if it.sku not in requested or it.sku in seen:
                 unknown.append(it.sku)
             else:
                 seen[it.sku] = it
-        check("items_match_request", [f"unknown or repeated sku {s}" for s in unknown], "failed")
-        missing = [s for s in facts if s not in seen]
+        missing = [s for s in requested if s not in seen]
         v.items = [
             seen.get(s)
             or ItemVerdict(
                 sku=s, quantity_approved=0, refund_amount=Decimal("0.00"), disposition=None
             )
-            for s in facts
+            for s in requested
         ]
-        check("items_cover_request", [f"{s} missing, treated as denied" for s in missing])
+        return v, [
+            _check(
+                "items_match_request", [f"unknown or repeated sku {s}" for s in unknown], "failed"
+            ),
+            _check("items_cover_request", [f"{s} missing, treated as denied" for s in missing]),
+        ]
 
-        qty_fix: list[str] = []
-        refund_fix: list[str] = []
-        hard: list[str] = []
-        disp_fix: list[str] = []
-        keep_fix: list[str] = []
-        fee_required = Decimal("0.00")
-        fee_judged: list[Decimal] = []  # R2: no fee if judged a fault, this fee if not
-        for it in v.items:
-            f = facts[it.sku]
-            category = case.line(it.sku).category
-            cap = min(f.requested, f.remaining)
-            if it.quantity_approved > cap:
-                qty_fix.append(f"{it.sku}: {it.quantity_approved} → {cap}")
-                it.quantity_approved = cap
-            max_refund = min(cents(f.unit_price * it.quantity_approved), f.refundable)
-            if it.refund_amount > max_refund:
-                refund_fix.append(f"{it.sku}: {it.refund_amount} → {max_refund}")
-                it.refund_amount = max_refund
-            if it.quantity_approved == 0:
-                it.disposition = None
-                continue
-            if f.deny:
-                hard.append(f"{it.sku} approved but {f.deny[1]} ({f.deny[0]})")
-                continue
-            ok_keep = returnless_ok(it.refund_amount, case, p)
-            allowed = allowed_dispositions(f, ok_keep)
-            if it.disposition not in allowed:
-                fixed = rule_disposition(f, p, category)
-                bad = "customer_keeps" if it.disposition == "customer_keeps" else None
-                (keep_fix if bad else disp_fix).append(f"{it.sku}: {it.disposition} → {fixed}")
-                it.disposition = fixed
-            item_fee = fee_for(f, it.refund_amount, p, category)
-            if f.judged and item_fee:
-                fee_judged.append(item_fee)
-            else:
-                fee_required += item_fee
-        check("quantity_within_request", qty_fix)
-        check("refund_within_paid", refund_fix)
-        check("hard_eligibility", hard, "failed")
-        check("disposition_allowed", disp_fix)
-        check("returnless_eligible", keep_fix)
-
-        readings = fee_readings(fee_required, fee_judged)
-        fee_problem = []
-        if v.restocking_fee not in readings and fee_judged:
-            fee_problem.append(
-                f"restocking fee {v.restocking_fee} fits no reading of the not_as_described "
-                f"items (R2, R10): {min(readings)} if all are faults, {max(readings)} if none "
-                "is, or the fee of each item read as a change of mind"
-            )
-        elif v.restocking_fee not in readings:
-            fee_problem.append(f"restocking fee {v.restocking_fee} → {fee_required} (R10)")
-            v.restocking_fee = fee_required
-        check("restocking_fee", fee_problem, "failed" if fee_judged else "repaired")
-
-        approved = [i for i in v.items if i.quantity_approved > 0]
-        timing = required_timing(case, p, v.items)
-        timing_fix = []
-        if v.refund_timing != timing and not (
-            timing == "on_carrier_scan" and v.refund_timing == "on_inspection"
-        ):
-            timing_fix.append(f"{v.refund_timing} → {timing}")
-            v.refund_timing = timing
-        check("refund_timing", timing_fix)
-
-        method = refund_method(case) if approved else "none"
-        method_fix = []
-        if v.refund_method != method:
-            method_fix.append(f"{v.refund_method} → {method} (R11)")
-            v.refund_method = method
-        check("refund_method", method_fix)
-
-        label = any(i.disposition != "customer_keeps" for i in approved)
-        label_fix = []
-        if v.label_required != label:
-            label_fix.append(f"label_required {v.label_required} → {label}")
-            v.label_required = label
-        check("label_required", label_fix)
-
-        outcome_fix = []
-        if v.outcome != "needs_review":
-            expected = _outcome(case, v.items)
-            if v.outcome != expected:
-                outcome_fix.append(f"{v.outcome} → {expected}")
-                v.outcome = expected
-        else:
-            review.append("the LLM asked for review")
-        check("outcome_consistent", outcome_fix)
-
+    def wording(
+        self,
+        case: ReturnCase,
+        verdict: ReturnVerdict,
+        params: ReturnParameters,
+        facts: Any,
+        *,
+        person: bool = False,
+    ) -> tuple[ReturnVerdict, list[Check]]:
+        """The message is the outcome's template with at most one checked sentence of the
+        model's (nothing from inspection notes, no numbers, no internal data)."""
         internal = [
             it.notes for it in (case.inspection.items if case.inspection else []) if it.notes
         ]
-        leaks = message_problems(
-            v.customer_message,
+        message, problems = compose_message(
+            _message(case, verdict),
+            verdict.customer_message,
             customer=case.customer,
-            forbidden=["return rate", "risk", "fraud", "internal"],
+            person=person,
+            forbidden=[],
             internal_texts=internal,
         )
-        check("customer_message_safe", leaks)
-        if leaks or any(c.status == "repaired" for c in checks) or v.customer_message is None:
-            v.customer_message = _message(case, v)
-        return Guarded(verdict=v, checks=checks, review_reasons=review)
+        v = verdict.model_copy(update={"customer_message": message})
+        return v, [_check("customer_message_safe", problems)]
+
+    def guard(
+        self,
+        case: ReturnCase,
+        verdict: ReturnVerdict,
+        params: ReturnParameters,
+        facts: Any = None,
+        *,
+        strict: bool = False,
+        person: bool = False,
+    ) -> Guarded[ReturnVerdict]:
+        guarded = super().guard(case, verdict, params, facts, strict=strict, person=person)
+        if verdict.outcome == "needs_review":
+            guarded.review_reasons.append("the LLM asked for review")
+        return guarded
+
+
+def _check(
+    name: str, problems: list[str], status: Literal["repaired", "failed"] = "repaired"
+) -> Check:
+    return Check(
+        name=name, status=status if problems else "passed", detail="; ".join(problems) or None
+    )
 
 
 KIND = Returns()

@@ -8,7 +8,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from service.kinds.base import Check, DecisionKind, Guarded, VerdictBase, utc_day
+from service.kinds.base import DecisionKind, Ruling, Term, TermRule, VerdictBase, utc_day
 from service.routing.models import (
     RoutingCase,
     RoutingParameters,
@@ -81,20 +81,17 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
     Case = RoutingCase
     Verdict = RoutingVerdict
     Parameters = RoutingParameters
-    guardrails_version = "routing-guard-1"
+    guardrails_version = "routing-guard-2"
     clause_refs = frozenset(f"T{i}" for i in range(1, 12))
 
-    def plans(self, case: RoutingCase, params: RoutingParameters) -> PlanResult:
-        """The planner's result for a case, computed once per case object."""
-        if case._plans is not None and case._plans[0] is params:
-            cached: PlanResult = case._plans[1]
-            return cached
-        result = plan(case, params)
-        case._plans = (params, result)
-        return result
+    def analyse(self, case: RoutingCase, params: RoutingParameters) -> PlanResult:
+        """The planner's feasible plans, scores and tie (T1-T8), once per decision."""
+        return plan(case, params)
 
-    def precheck(self, case: RoutingCase, params: RoutingParameters) -> RoutingVerdict | None:
-        result = self.plans(case, params)
+    def precheck(
+        self, case: RoutingCase, params: RoutingParameters, facts: PlanResult | None = None
+    ) -> RoutingVerdict | None:
+        result = self.facts(case, params, facts)
         if result.best is None:
             return _verdict(result, None, clauses=[], rationale="", confidence=1.0)
         if result.is_tie:
@@ -111,32 +108,70 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
             result, best, clauses=["T5", "T8"], rationale=why + " (T5, T8).", confidence=1.0
         )
 
-    def fallback(self, case: RoutingCase, params: RoutingParameters) -> RoutingVerdict:
-        result = self.plans(case, params)
+    def rulings(
+        self,
+        case: RoutingCase,
+        params: RoutingParameters,
+        facts: PlanResult,
+        verdict: RoutingVerdict | None,
+        *,
+        person: bool = False,
+    ) -> list[Ruling[RoutingVerdict]]:
+        """The rules' plan (T5, or T10 in a tie) first, then every other tied plan (T9)."""
+        result = facts
         chosen = result.chosen_by_rules()
         if chosen is None:
-            return _verdict(result, None, clauses=[], rationale="", confidence=1.0)
+            v = _verdict(result, None, clauses=[], rationale="", confidence=1.0)
+            return [Ruling(v, {}, "cannot_fulfil", Term("plan_in_tie", "T11", "no"))]
         if not result.is_tie:
-            return _verdict(
+            first = _verdict(
                 result,
                 chosen,
                 clauses=["T5"],
                 rationale=f"Best plan {_describe(chosen)} (T5).",
                 confidence=1.0,
             )
-        return _verdict(
-            result,
-            chosen,
-            clauses=["T8", "T10"],
-            confidence=1.0,
-            rationale=f"Tie among {len(result.tied)} plans; by the stable order "
-            f"(lowest cost, fewest packages, location id) {_describe(chosen)} "
-            "(T10).",
-        )
+        else:
+            first = _verdict(
+                result,
+                chosen,
+                clauses=["T8", "T10"],
+                confidence=1.0,
+                rationale=f"Tie among {len(result.tied)} plans; by the stable order "
+                f"(lowest cost, fewest packages, location id) {_describe(chosen)} "
+                "(T10).",
+            )
+        allowed = result.tied if result.is_tie else result.plans[:1]
+        feasible = {p.plan_id for p in result.plans}
 
-    def llm_model(self, case: RoutingCase, params: RoutingParameters) -> type[BaseModel]:
+        def plan_term(got: Any) -> Term:
+            why = (
+                "is feasible but not one of the tied plans"
+                if got in feasible
+                else "is not a feasible plan"
+            )
+            return Term(
+                "plan_in_tie",
+                "T8",
+                "no",
+                f"{got!r} {why}; allowed: {', '.join(p.plan_id for p in allowed)}",
+            )
+
+        terms: dict[str, TermRule] = {"plan_id": plan_term, "action": plan_term}
+        planner = Term("plan_matches_planner", "T5", "yes", "restored from the planner")
+        out = [Ruling(first, terms, chosen.plan_id, planner)]
+        if verdict is not None:
+            for p in allowed:
+                if p is not chosen:
+                    v = _verdict(result, p, clauses=["T9"], rationale="", confidence=1.0)
+                    out.append(Ruling(v, terms, p.plan_id, planner))
+        return out
+
+    def llm_model(
+        self, case: RoutingCase, params: RoutingParameters, facts: PlanResult | None = None
+    ) -> type[BaseModel]:
         """A choice restricted to the ids of the tied plans."""
-        ids = tuple(p.plan_id for p in self.plans(case, params).tied)
+        ids = tuple(p.plan_id for p in self.facts(case, params, facts).tied)
         choice: Any = Literal[ids]
         model: type[BaseModel] = create_model(
             "RoutingChoice",
@@ -145,8 +180,14 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
         )
         return model
 
-    def from_llm(self, case: RoutingCase, params: RoutingParameters, answer: Any) -> RoutingVerdict:
-        result = self.plans(case, params)
+    def from_llm(
+        self,
+        case: RoutingCase,
+        params: RoutingParameters,
+        answer: Any,
+        facts: PlanResult | None = None,
+    ) -> RoutingVerdict:
+        result = self.facts(case, params, facts)
         chosen = next((p for p in result.plans if p.plan_id == answer.plan_id), None)
         verdict = _verdict(
             result,
@@ -160,9 +201,11 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
             verdict.cited_clauses = list(answer.cited_clauses)
         return verdict
 
-    def prompt_case(self, case: RoutingCase, params: RoutingParameters) -> dict[str, Any]:
+    def prompt_case(
+        self, case: RoutingCase, params: RoutingParameters, facts: PlanResult | None = None
+    ) -> dict[str, Any]:
         """The order and only the tied plans, described by their ids."""
-        result = self.plans(case, params)
+        result = self.facts(case, params, facts)
         locations = {loc.id: loc for loc in case.locations}
         tied = []
         for p in result.tied:
@@ -201,58 +244,6 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
                 }
             )
         return {"order": case.order.model_dump(mode="json"), "peak": case.peak, "tied_plans": tied}
-
-    def guard(
-        self, case: RoutingCase, verdict: RoutingVerdict, params: RoutingParameters
-    ) -> Guarded[RoutingVerdict]:
-        result = plan(case, params)  # recomputed, not taken from the cache
-        # the plans a verdict may choose: the tie, else the best plan alone (T5)
-        allowed = {p.plan_id: p for p in (result.tied if result.is_tie else result.plans[:1])}
-        chosen = allowed.get(verdict.plan_id or "")
-        nothing = verdict.action == "cannot_fulfil" and result.best is None  # T11
-        if chosen is None and not nothing:
-            feasible = any(p.plan_id == verdict.plan_id for p in result.plans)
-            why = (
-                "is feasible but not one of the tied plans"
-                if feasible
-                else "is not a feasible plan"
-            )
-            return Guarded(
-                verdict=verdict,
-                checks=[
-                    Check(
-                        name="plan_in_tie",
-                        status="failed",
-                        detail=f"{verdict.plan_id!r} {why}; allowed: "
-                        f"{', '.join(allowed) or 'none'}",
-                    )
-                ],
-            )
-        fresh = _verdict(
-            result,
-            chosen,
-            clauses=verdict.cited_clauses,
-            rationale=verdict.rationale,
-            confidence=verdict.confidence,
-        )
-        if chosen is None:  # no feasible plan: keep the verdict's own words
-            fresh = fresh.model_copy(
-                update={
-                    "cited_clauses": verdict.cited_clauses,
-                    "rationale": verdict.rationale,
-                    "confidence": verdict.confidence,
-                }
-            )
-        checks = [Check(name="plan_in_tie", status="passed")]
-        same = fresh.model_dump() == verdict.model_dump()
-        checks.append(
-            Check(
-                name="plan_matches_planner",
-                status="passed" if same else "repaired",
-                detail=None if same else "shipments restored from the planner",
-            )
-        )
-        return Guarded(verdict=fresh, checks=checks)
 
     def outcome(self, verdict: RoutingVerdict) -> str:
         return verdict.plan_id or "cannot_fulfil"

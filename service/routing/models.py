@@ -6,7 +6,7 @@ from datetime import date
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, Field, PrivateAttr, model_validator
+from pydantic import BaseModel, BeforeValidator, Field, model_validator
 
 from service.kinds.base import Day, Money, ParametersBase, StrictModel, Timestamp, VerdictBase
 from service.kinds.common import Count, Sku, Tag
@@ -75,7 +75,6 @@ class RoutingCase(StrictModel):
     order: RoutingOrder
     locations: list[Location] = Field(min_length=1, max_length=200)
     peak: bool = Field(default=False, description="Peak season: store backlog matters more.")
-    _plans: Any = PrivateAttr(default=None)  # the planner's result, computed once per case
 
     @model_validator(mode="after")
     def _unique(self) -> RoutingCase:
