@@ -1,4 +1,7 @@
-"""Annotated dependency aliases for routes; tests override the underlying providers."""
+"""Annotated dependency aliases for routes; tests override the underlying providers.
+
+The providers are `async def` though they never await: FastAPI runs a plain `def`
+dependency in the thread pool, a thread hop per dependency per request on the hot path."""
 
 from __future__ import annotations
 
@@ -20,12 +23,12 @@ from service.settings import Settings
 from service.specs.registry import SpecRegistry
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
 
-def get_services(request: Request) -> Services:
+async def get_services(request: Request) -> Services:
     services: Services = request.app.state.services
     return services
 
@@ -33,31 +36,31 @@ def get_services(request: Request) -> Services:
 ServicesDep = Annotated[Services, Depends(get_services)]
 
 
-def get_engine(services: ServicesDep) -> Engine:
+async def get_engine(services: ServicesDep) -> Engine:
     return services.require_engine()
 
 
-def get_stores(services: ServicesDep) -> Stores:
+async def get_stores(services: ServicesDep) -> Stores:
     return services.stores
 
 
-def get_log(services: ServicesDep) -> DecisionLog:
+async def get_log(services: ServicesDep) -> DecisionLog:
     return services.stores.log
 
 
-def get_keys(services: ServicesDep) -> KeyStore:
+async def get_keys(services: ServicesDep) -> KeyStore:
     return services.stores.keys
 
 
-def get_sessions(services: ServicesDep) -> SessionStore:
+async def get_sessions(services: ServicesDep) -> SessionStore:
     return services.stores.sessions
 
 
-def get_registry(services: ServicesDep) -> SpecRegistry:
+async def get_registry(services: ServicesDep) -> SpecRegistry:
     return services.require_engine().registry
 
 
-def get_kinds(services: ServicesDep) -> dict[str, AnyKind]:
+async def get_kinds(services: ServicesDep) -> dict[str, AnyKind]:
     return services.require_engine().kinds
 
 

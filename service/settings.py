@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     llm_max_concurrency: int = Field(default=64, ge=1)
     llm_connect_timeout_s: float = 3.0
     llm_pool_connections: int = 100
+    llm_transport: Literal["aiohttp", "httpx"] = Field(
+        default="aiohttp",
+        description="HTTP transport under the openai SDK: aiohttp (measured fastest, "
+        "bench/results) or httpx's own pool",
+    )
     deadline_s: float = Field(default=8.0, gt=0, le=120)
     max_deadline_s: float = Field(
         default=30.0, gt=0, le=300, description="upper bound of a per-request deadline"

@@ -136,6 +136,9 @@ def redis_url() -> str:
 
 
 def make_settings(db: str, *, llm: bool = False, **overrides: Any) -> Settings:
+    """Test settings. Against LLM_BASE (a respx mock) the LLM transport is httpx's own pool,
+    the one respx intercepts; against the loopback fake server (`llm_base_url=...`) it is
+    the production default, aiohttp."""
     values: dict[str, Any] = {
         "database_url": db,
         "specs_dir": PROJECT_ROOT / "specs",
@@ -147,6 +150,8 @@ def make_settings(db: str, *, llm: bool = False, **overrides: Any) -> Settings:
         "llm_backoff_max_s": 0.01,
     }
     values.update(overrides)
+    if values["llm_base_url"] == LLM_BASE:
+        values.setdefault("llm_transport", "httpx")
     return Settings(_env_file=None, **values)  # type: ignore[call-arg]
 
 

@@ -31,35 +31,58 @@ class Prompt:
 
 
 class PromptLibrary:
-    """Loads prompt templates once per file content and renders them."""
+    """Loads prompt templates once per file content and renders them; the static system
+    part is rendered once per (template, spec version) and reused."""
 
     def __init__(self, directory: Path):
         self.directory = directory
         self._env = sandbox()
-        self._cache: dict[str, tuple[str, Any]] = {}
+        self._cache: dict[str, tuple[tuple[int, int], str, Any]] = {}
+        self._systems: dict[tuple[str, str], str] = {}
 
     def _template(self, kind: str) -> tuple[str, Any]:
+        """The compiled template and its sha; the file is read again only when it changed."""
         path = self.directory / f"{kind}.md.j2"
-        source = path.read_text(encoding="utf-8")
-        sha = hashlib.sha256(source.encode()).hexdigest()
+        st = path.stat()
+        stamp = (st.st_mtime_ns, st.st_size)
         cached = self._cache.get(kind)
-        if cached is None or cached[0] != sha:
-            cached = (sha, self._env.from_string(source))
+        if cached is None or cached[0] != stamp:
+            source = path.read_text(encoding="utf-8")
+            sha = hashlib.sha256(source.encode()).hexdigest()
+            if cached is None or cached[1] != sha:
+                cached = (stamp, sha, self._env.from_string(source))
+            else:
+                cached = (stamp, *cached[1:])
             self._cache[kind] = cached
-        return cached
+        return cached[1], cached[2]
+
+    def _system(self, sha: str, template: Any, spec: Spec) -> str:
+        """The system part: from the spec alone (the case is not in its context)."""
+        key = (sha, spec.sha256)
+        system = self._systems.get(key)
+        if system is None:
+            params = spec.params.model_dump(mode="json")
+            context = template.new_context(
+                {
+                    "spec": spec,
+                    "policy": spec.body,
+                    "parameters": json.dumps(params, indent=2, sort_keys=True),
+                }
+            )
+            system = "".join(template.blocks["system"](context)).strip() + "\n"
+            if len(self._systems) >= 256:  # old spec versions and templates: start over
+                self._systems.clear()
+            self._systems[key] = system
+        return system
 
     def render(self, *, spec: Spec, case: dict[str, Any]) -> Prompt:
         """Render the system part from the spec and the user part from the case."""
         sha, template = self._template(spec.kind)
-        params = spec.params.model_dump(mode="json")
         context = template.new_context(
             {
                 "spec": spec,
-                "policy": spec.body,
-                "parameters": json.dumps(params, indent=2, sort_keys=True),
                 "case_json": json.dumps(case, indent=1, sort_keys=True, ensure_ascii=False),
             }
         )
-        system = "".join(template.blocks["system"](context)).strip() + "\n"
         user = "".join(template.blocks["user"](context)).strip() + "\n"
-        return Prompt(system=system, user=user, template_sha256=sha)
+        return Prompt(system=self._system(sha, template, spec), user=user, template_sha256=sha)
