@@ -2,7 +2,9 @@
 
 The reply is built once with the test suite's scripted server (tests/fake_openai.py) so both
 speak the same OpenAI shape; this one stays a bare ASGI app with a pre-serialised body, so
-the fake costs as little CPU as possible while the service is measured.
+the fake costs as little CPU as possible while the service is measured. A request that offers
+another kind's tool (ExceptionVerdict, RoutingChoice) is answered with what the rules would
+say for the case in its prompt, as the test server does (tests.fake_openai.rules_answer).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import json
 
 import uvicorn
 
-from tests.fake_openai import completion_body
+from tests.fake_openai import completion_body, offered_tool, rules_answer
 
 REPLY = {
     "outcome": "approve",
@@ -47,13 +49,36 @@ MODELS_BODY = json.dumps(
 ).encode()
 
 
+OTHER_TOOLS = (b"ExceptionVerdict", b"RoutingChoice")
+
+
+def answer(raw: bytes) -> bytes:
+    """The pre-serialised returns reply, or the rules' answer for another kind's tool."""
+    if not any(name in raw for name in OTHER_TOOLS):
+        return BODY
+    body = json.loads(raw)
+    name = offered_tool(body)
+    if name is None:
+        return BODY
+    model = str(body.get("model", MODELS[0]))
+    reply = completion_body(
+        model=model, tool_calls=[(name, json.dumps(rules_answer(body)))], tokens=(1500, 120)
+    )
+    return json.dumps(reply).encode()
+
+
 def make_app(latency: float):  # type: ignore[no-untyped-def]
     async def app(scope, receive, send):  # type: ignore[no-untyped-def]
         if scope["type"] != "http":
             return
-        while (await receive()).get("more_body"):
-            pass
+        chunks = []
+        while True:
+            message = await receive()
+            chunks.append(message.get("body", b""))
+            if not message.get("more_body"):
+                break
         models = scope["method"] == "GET" and scope["path"].endswith("/models")
+        reply = MODELS_BODY if models else answer(b"".join(chunks))
         if not models:
             await asyncio.sleep(latency)
         await send(
@@ -63,7 +88,7 @@ def make_app(latency: float):  # type: ignore[no-untyped-def]
                 "headers": [(b"content-type", b"application/json")],
             }
         )
-        await send({"type": "http.response.body", "body": MODELS_BODY if models else BODY})
+        await send({"type": "http.response.body", "body": reply})
 
     return app
 

@@ -41,7 +41,13 @@ def _fail(message: str, code: int = 1) -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (ARBITER_HOST).")] = None,
     port: Annotated[int | None, typer.Option(help="Port (ARBITER_PORT).")] = None,
-    workers: Annotated[int, typer.Option(help="Worker processes.")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            help="Worker processes. Shared: the log, keys, idempotency. Per process: breakers,"
+            " metrics, the rate limit unless ARBITER_REDIS_URL (README: Several workers)."
+        ),
+    ] = 1,
 ) -> None:
     """Start the HTTP service; on first start, create and print an admin key."""
     import uvicorn

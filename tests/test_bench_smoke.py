@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 
-from bench import planner
+import pytest
+
+from bench import fake_llm, planner
+from service.kinds.registry import KINDS
+from service.llm.parse import request_options
+from service.llm.prompts import PromptLibrary
 from service.settings import PROJECT_ROOT
+from service.specs.loader import load_spec
+from tests.conftest import contract
 
 
 def test_planner_bench_runs() -> None:
@@ -26,3 +34,23 @@ def test_full_bench_quick_run_prints_every_metric() -> None:
     for metric in ("| M1 |", "| M2 |", "| M3 |", "| M4 |", "| M5 |", "M6", "M7"):
         assert metric in out.stdout
     assert "records written" in out.stdout
+
+
+@pytest.mark.parametrize("kind", ["returns", "exceptions", "routing"])
+def test_the_bench_fake_answers_every_kinds_tool_call(kind: str) -> None:
+    k = KINDS[kind]
+    spec = load_spec(PROJECT_ROOT / "specs" / f"{kind}.md")
+    case = k.Case.model_validate(contract(f"{kind}.request"))
+    model = k.llm_model(case, spec.params)
+    prompt = PromptLibrary(PROJECT_ROOT / "prompts").render(
+        spec=spec, case=k.prompt_case(case, spec.params)
+    )
+    body = {
+        "model": "gpt-4o-mini",
+        "messages": prompt.messages(),
+        **request_options("tools", model),
+    }
+    reply = json.loads(fake_llm.answer(json.dumps(body).encode()))
+    (call,) = reply["choices"][0]["message"]["tool_calls"]
+    assert call["function"]["name"] == model.__name__
+    model.model_validate_json(call["function"]["arguments"])  # schema-valid for its kind
