@@ -696,33 +696,58 @@ def render(out: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-ANALYSIS = """## What bounds the missed targets, and what was tried
+ANALYSIS = """## Before and after (issue 15)
 
-Profiles (cProfile, in-process, same machine) of one decision:
+Before: main at 3465868, `python -m bench --runs 1 --duration 4`, load average 4.3 → 6.1,
+fsync 789/s: M1 0.073 (161 vs 2,204 rps), M2 0.081 (40 vs 490 rps), M3 314 / 1,005 ms,
+M4 0.53 (254 vs 540 rps); M8, M9, transports and peers not measured. The transport table
+above holds the before of the LLM path in the same run: httpx's pool (512) was the default.
+Compare ratios, not rps, across runs: the machine was shared with four test suites.
 
-- **Rules path (M1, M4)**: about 5 ms per decision in-process, 7–9 ms over HTTP, against
-  0.5–0.7 ms for the trivial endpoint. The fsync'd commit is about 1 ms (the machine does
-  ~3,100 fsync/s); most of the rest is building and flushing the wide decision row through
-  the SQLModel/SQLAlchemy ORM, pydantic dumps of case and verdict, and the canonical-JSON
-  hash. The durable log therefore costs more than 15 %: the null store skips the insert
-  and the commit, not only the fsync. Tried: Core `insert()`/`update()` instead of the ORM
-  unit of work — 5.0 → 3.7–4.7 ms per decision in-process, but no gain over HTTP (108 vs
-  117 rps): with 32 concurrent clients the appends are serialised (one chain, one lock held
-  across the fsync'd commit, plus thread hops), so the next step is group commit (several
-  decisions per transaction and fsync, each answered after its commit), then `uvicorn
-  --workers` on more cores. We kept `synchronous=FULL`: relaxing durability to win this
-  metric would break the rule that an answered decision is never lost.
-- **LLM path (M2, M3)**: about 25 ms of CPU per decision, of which ~60 % is instructor's
-  per-call preparation (JSON-schema generation for the response model and a recursive walk
-  for async validators on every call), ~15 % the OpenAI SDK building the request, and the
-  rest prompt rendering, parsing and the log write. One core therefore saturates near 30–40
-  LLM decisions/s, so 100 clients queue and the added latency is seconds, not milliseconds.
-  Next steps: cache the tool schema per response model (bypassing instructor's per-call
-  regeneration), render the cacheable system prompt once per spec version, and run several
-  workers.
-- **Tried and fixed**: the routing planner (M5): a profile showed location membership tested
-  by pydantic model equality; by id instead, 13.9 → 7.9 ms for 50 × 20 and 5.5 s → 0.16 s
-  for a 200 × 100 case found by the API fuzzer.
+## What bounds the missed targets, and what was tried
+
+Profiles: `python -m bench.profile` (py-spy `--gil`, the real service under wrk, share of
+samples where the GIL was held).
+
+- **Rules path (M1, M4)** — before: every `def` dependency getter (`get_services`,
+  `get_engine`, `get_keys`, ...) ran in the thread pool, so each request made three to five
+  thread hops for attribute reads: the hand-off (`Condition.notify` in anyio's worker queue)
+  was 29 % of samples and `solve_dependencies` 29 % (18 % in `run_in_threadpool`). Fixed:
+  the getters are `async def`. uvicorn now runs on uvloop and httptools, which doubled the
+  trivial endpoint (2,204 → 4,500+ rps on a quieter moment) and so lowers M1 for the same
+  decision cost. What bounds M1 and M4 now is the durable log: one fsync'd commit per
+  decision, serialised on the chain head; this disk did 217–789 fsync/s today (the machine
+  line), so one fsync per decision caps the durable rules path there, whatever the CPU,
+  while M1 ≥ 0.5 needs half the trivial endpoint (≥ 1,100 rps). The null store (320–700
+  rps) is the CPU ceiling without the log: FastAPI's request handling (dependency solving,
+  body validation, about 40 % of samples), building the SQLModel row (7 %), the key lookup
+  (a database read per request, 6 %). Group commit (several decisions per transaction and
+  fsync) is what moves M1 and M4; `synchronous=FULL` stays.
+- **LLM path (M2, M3)** — before: httpcore's pool walk on every request
+  (`AsyncHTTP11Connection.is_idle`, `has_expired`, `_assign_requests_to_connections`: about
+  20 % of own time with 100+ connections), the SDK's walk of the request body against its
+  TypedDicts (`_async_transform_recursive` and `typing` hashing: 13 % total) and prompt
+  rendering (16 %: the template file read and the 8 KB static part rendered again for every
+  decision). Fixed: aiohttp under the SDK (`DefaultAioHttpClient`, the transport table:
+  about 3–6× httpx's pool in the same run), `POST /chat/completions` through the SDK client
+  without that walk, the static system part rendered once per (template, spec version).
+  After: the SDK still builds an httpx request and response per call (`Headers`, 6 %),
+  tenacity builds its retry state per call (5 %), JSON encoding of the request (4 %), the
+  thread hops for the key lookup and the log write (6 %); no single entry above 6 %. One
+  core is then CPU-bound near 130–180 LLM decisions/s on a quieter machine (0.34–0.39 of
+  direct), so M2 ≥ 0.6 and M3 ≤ 10 ms are not met on one worker; more workers are the next
+  step for this path (it is CPU, not the log). M2 is 9× the LiteLLM proxy's ratio in the
+  same run (target ≥ 6×: met), and 7× the minimal FastAPI + instructor endpoint's.
+- **M8**: an LLM record stores its whole prompt, whose system part repeats the spec text
+  and the static instructions (about 10 KB of the 12 KB). Not done here: storing the static
+  part once by sha and rebuilding it for auditors changes the record's columns and hashed
+  payload, which lane `log` was reworking (shards, hash version 2) at the same time.
+- **M9**: on SQLite two workers are slower than one (0.5–0.6): both processes queue on the
+  database's one write lock, and SQLite's busy handler sleeps and retries instead of waking
+  on release. On PostgreSQL two workers collapsed (3 vs 42 rps in this run): appends of one
+  shard queue on its head's row lock across processes (`ARBITER_LOG_SHARDS` spreads them).
+- **Tried and fixed earlier**: the routing planner (M5): location membership tested by
+  pydantic model equality; by id instead, 13.9 → 7.9 ms for 50 × 20.
 """
 
 
