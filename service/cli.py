@@ -1,10 +1,12 @@
-"""The `arbiter` command: serve, decide, log verify, keys create."""
+"""The `arbiter` command: serve, decide, log, keys (create, list, revoke, rotate), spec, eval."""
 
 from __future__ import annotations
 
 import asyncio
 import json
 import logging
+import os
+import re
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -37,6 +39,29 @@ def _fail(message: str, code: int = 1) -> None:
     raise typer.Exit(code)
 
 
+def db_passwords(url: str) -> list[str]:
+    """The password in a database URL, as written and percent-decoded (none without one)."""
+    from urllib.parse import unquote
+
+    found = re.search(r"://[^:/@]*:([^@]*)@", url)
+    return [found.group(1), unquote(found.group(1))] if found else []
+
+
+def on_terminal() -> bool:
+    """Whether stdout is a terminal (not a file, a pipe or a log collector)."""
+    return sys.stdout.isatty()
+
+
+def write_private(path: Path, text: str) -> None:
+    """Write a secret to a file only its owner can read (mode 0600, also if it existed)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, text.encode())
+    finally:
+        os.close(fd)
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (ARBITER_HOST).")] = None,
@@ -56,13 +81,23 @@ def serve(
     from service.services import build_services
 
     settings = get_settings()
-    configure_logging()  # every line carries [request id]; arbiter.access logs each request
+    # every line carries [request id]; arbiter.access logs each request; no line a secret
+    configure_logging(secrets=[*db_passwords(settings.db_url()), settings.llm_key() or ""])
     logging.getLogger("alembic").setLevel(logging.WARNING)
     stores = build_services(settings, engine=False).stores
     if stores.keys.count() == 0:
         row, secret = stores.keys.create(name="first admin", scopes=["admin"], actor="serve")
-        out.print("[bold]First start: created an admin API key. It is shown only once:[/bold]")
-        out.print(f"  {secret}    (id {row.id}, scopes: admin)")
+        if on_terminal():  # a person reads it; it goes nowhere else
+            out.print("[bold]First start: created an admin API key. It is shown only once:[/bold]")
+            out.print(f"  {secret}    (id {row.id}, scopes: admin)")
+        else:  # stdout may be a log shipped elsewhere: the key goes to a file only we read
+            path = settings.admin_key_file.resolve()
+            write_private(path, secret + "\n")
+            out.print(
+                f"First start: created an admin API key ({row.id}); it is in {path} "
+                "(mode 0600, not printed because stdout is not a terminal): "
+                "read it, store it, delete the file."
+            )
         out.print("Create narrower keys with: arbiter keys create --scopes decide")
     stores.close()
     mode = "enabled" if settings.llm_enabled else "disabled (rules only)"
@@ -279,14 +314,24 @@ def log_export(
     err.print(f"exported {counted[0]} record(s)")
 
 
+def _key_stores() -> Any:
+    from service.services import build_services
+
+    return build_services(get_settings(), engine=False).stores
+
+
 @keys_app.command("create")
 def keys_create(
     scopes: Annotated[str, typer.Option(help="Comma-separated: " + ", ".join(sorted(SCOPES)))],
     name: Annotated[str, typer.Option(help="Who or what uses the key.")] = "unnamed",
+    expires_days: Annotated[
+        int | None, typer.Option(min=1, max=3650, help="The key stops working after N days.")
+    ] = None,
 ) -> None:
     """Create an API key; the key is printed once and stored only as a hash."""
-    from service.log.models import KEY_NAME_MAX
-    from service.services import build_services
+    from datetime import timedelta
+
+    from service.log.models import KEY_NAME_MAX, utcnow
 
     if not 1 <= len(name) <= KEY_NAME_MAX:
         _fail(f"--name: 1 to {KEY_NAME_MAX} characters", 2)
@@ -294,13 +339,83 @@ def keys_create(
     unknown = sorted(set(wanted) - SCOPES)
     if not wanted or unknown:
         _fail(f"unknown scopes {unknown or '(none given)'}; choose from {sorted(SCOPES)}", 2)
-    stores = build_services(get_settings(), engine=False).stores
+    expires = utcnow() + timedelta(days=expires_days) if expires_days else None
+    stores = _key_stores()
     try:
-        row, secret = stores.keys.create(name=name, scopes=wanted)
+        row, secret = stores.keys.create(name=name, scopes=wanted, expires_at=expires)
     finally:
         stores.close()
     out.print(f"{secret}")
-    err.print(f"id {row.id}, scopes: {', '.join(row.scopes)} — store it now, it is not shown again")
+    until = f", expires {row.expires_at:%Y-%m-%d %H:%M} UTC" if row.expires_at else ""
+    err.print(
+        f"id {row.id}, scopes: {', '.join(row.scopes)}{until} — store it now, it is not shown again"
+    )
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """Every key: id, name, scopes, state, created, expires and last used (UTC); never a
+    secret."""
+    from rich.table import Table
+
+    from service.log.keys import usable
+    from service.log.models import aware, utcnow
+
+    stores = _key_stores()
+    try:
+        rows = stores.keys.all()
+    finally:
+        stores.close()
+    now = utcnow()
+
+    def when(t: Any) -> str:
+        return f"{aware(t):%Y-%m-%d %H:%M}" if t else "—"
+
+    table = Table("id", "name", "scopes", "state", "created", "expires", "last used")
+    for r in rows:
+        state = "revoked" if r.revoked_at else "active" if usable(r, now) is not None else "expired"
+        table.add_row(
+            r.id, r.name, ",".join(r.scopes), state,
+            when(r.created_at), when(r.expires_at), when(r.last_used_at),
+        )  # fmt: skip
+    out.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")]) -> None:
+    """Revoke a key at once: its requests and web sessions are refused from now on."""
+    stores = _key_stores()
+    try:
+        row = stores.keys.get(key_id=key_id)
+        done = stores.keys.revoke(key_id=key_id)
+    finally:
+        stores.close()
+    if row is None or not done:
+        _fail(f"no active key {key_id} (see arbiter keys list)", 2)
+    err.print(f"revoked {key_id} ({row.name if row else ''}); recorded in the admin chain")
+
+
+@keys_app.command("rotate")
+def keys_rotate(
+    key_id: Annotated[str, typer.Argument(help="The key's id (key_...).")],
+    grace_minutes: Annotated[
+        int, typer.Option(min=0, max=7 * 24 * 60, help="Keep the old key working this long.")
+    ] = 0,
+) -> None:
+    """A new key with the same name, scopes and expiry; the old one is revoked (or expires
+    after --grace-minutes). The new key is printed once."""
+    from datetime import timedelta
+
+    stores = _key_stores()
+    try:
+        row, secret = stores.keys.rotate(key_id=key_id, grace=timedelta(minutes=grace_minutes))
+    except KeyError:
+        _fail(f"no active key {key_id} (see arbiter keys list)", 2)
+    finally:
+        stores.close()
+    out.print(secret)
+    old = f"expires in {grace_minutes} min" if grace_minutes else "is revoked"
+    err.print(f"new id {row.id} ({row.name}), scopes: {', '.join(row.scopes)}; {key_id} {old}")
 
 
 def _registry() -> Any:

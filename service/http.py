@@ -46,14 +46,43 @@ class RequestIdFilter(logging.Filter):
         return True
 
 
+class SecretsFilter(logging.Filter):
+    """Replaces each secret (a database password, an LLM key) by *** in every line, its
+    traceback included, whoever logs it (SQLAlchemy, a driver, uvicorn)."""
+
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = [s for s in secrets if s and len(s) >= 4]
+
+    def scrub(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not self.secrets:
+            return True
+        message = record.getMessage()
+        clean = self.scrub(message)
+        if clean != message:
+            record.msg, record.args = clean, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.scrub(record.exc_text)
+        return True
+
+
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s [%(request_id)s] %(message)s"
 
 
-def configure_logging(level: int = logging.INFO) -> None:
-    """Process logging for `arbiter serve`: every line carries the request id."""
+def configure_logging(level: int = logging.INFO, *, secrets: list[str] | None = None) -> None:
+    """Process logging for `arbiter serve`: every line carries the request id, no line a
+    secret."""
     logging.basicConfig(level=level, format=LOG_FORMAT)
     for handler in logging.getLogger().handlers:
         handler.addFilter(RequestIdFilter())
+        handler.addFilter(SecretsFilter(secrets or []))
 
 
 class ResponseHeaders:

@@ -172,6 +172,10 @@ class Settings(BaseSettings):
     )
     session_hours: int = Field(default=8, ge=1, le=24, description="a session's longest life")
     session_idle_minutes: int = Field(default=30, ge=1, description="idle time that ends it")
+    admin_key_file: Path = Field(
+        default=Path("arbiter-admin.key"),
+        description="where `arbiter serve` writes the first admin key when stdout is no terminal",
+    )
     metrics_require_key: bool = Field(
         default=False, description="GET /metrics needs a key with the `metrics` scope"
     )

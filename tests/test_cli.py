@@ -19,6 +19,7 @@ from tests.conftest import FIXTURES
 def db(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     url = f"sqlite:///{tmp_path / 'cli.db'}"
     monkeypatch.setenv("ARBITER_DATABASE_URL", url)
+    monkeypatch.setenv("ARBITER_ADMIN_KEY_FILE", str(tmp_path / "admin.key"))  # not the cwd
     monkeypatch.delenv("ARBITER_LLM_BASE_URL", raising=False)
     monkeypatch.delenv("ARBITER_LLM_API_KEY", raising=False)
     get_settings.cache_clear()

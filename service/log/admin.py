@@ -22,7 +22,15 @@ from service.log.models import ADMIN_CHAIN, AdminEventRow, ApiKeyRow, UiSession,
 
 EVENTS = SQLModel.metadata.tables["admin_events"]
 ACTIONS = frozenset(
-    {"key.create", "key.revoke", "key.scopes", "session.open", "spec.promote", "spec.rollback"}
+    {
+        "key.create",
+        "key.revoke",
+        "key.expire",
+        "key.scopes",
+        "session.open",
+        "spec.promote",
+        "spec.rollback",
+    }
 )
 
 
@@ -96,6 +104,8 @@ class AdminLog:
                 keys[ev.subject] = {**ev.details, "revoked": False}
             elif ev.action == "key.scopes" and ev.subject in keys:
                 keys[ev.subject]["scopes"] = ev.details.get("scopes")
+            elif ev.action == "key.expire" and ev.subject in keys:  # rotated with a grace
+                keys[ev.subject]["expires_at"] = ev.details.get("expires_at")
             elif ev.action == "key.revoke" and ev.subject in keys:
                 keys[ev.subject]["revoked"] = True
             elif ev.action == "session.open":

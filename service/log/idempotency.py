@@ -4,7 +4,7 @@ append."""
 from __future__ import annotations
 
 import secrets
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
@@ -12,12 +12,7 @@ from sqlmodel import SQLModel, col
 
 from service.errors import StoreUnavailable
 from service.log.db import Database
-from service.log.models import IdempotencyRow, utcnow
-
-
-def aware(t: datetime) -> datetime:
-    """A stored time as UTC (SQLite hands them back naive)."""
-    return t if t.tzinfo else t.replace(tzinfo=UTC)
+from service.log.models import IdempotencyRow, aware, utcnow
 
 
 class IdempotencyStore:

@@ -3,17 +3,24 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
-from datetime import UTC, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import insert, update
-from sqlmodel import SQLModel, select
+from sqlalchemy.exc import OperationalError
+from sqlmodel import SQLModel, col, select
 
 from service.log.admin import record_admin
 from service.log.chain import utc_iso
 from service.log.db import Database
-from service.log.models import ApiKeyRow, UiSession, utcnow
+from service.log.models import ApiKeyRow, UiSession, aware, utcnow
+
+log = logging.getLogger("arbiter")
+
+LAST_USED_EVERY = timedelta(minutes=1)
+"""A key's last-used time is written at most this often (reads do not write each request)."""
 
 
 def hash_key(secret: str) -> str:
@@ -40,13 +47,31 @@ def insert_recorded(
         record_admin(conn, actor=actor, action=action, subject=subject, details=details)
 
 
+def usable(row: ApiKeyRow | None, now: datetime) -> ApiKeyRow | None:
+    """The key unless it is missing, revoked or expired."""
+    if row is None or row.revoked_at is not None:
+        return None
+    if row.expires_at is not None and aware(row.expires_at) <= now:
+        return None
+    return row
+
+
 class KeyStore:
-    """API keys; the secret is shown once at creation and stored as its sha256."""
+    """API keys; the secret is shown once at creation and stored as its sha256. Every
+    change (create, revoke, expire) is an admin-chain event in the same transaction."""
 
     def __init__(self, *, db: Database):
         self.db = db
 
-    def create(self, *, name: str, scopes: list[str], actor: str = "cli") -> tuple[ApiKeyRow, str]:
+    def create(
+        self,
+        *,
+        name: str,
+        scopes: list[str],
+        actor: str = "cli",
+        expires_at: datetime | None = None,
+        rotated_from: str | None = None,
+    ) -> tuple[ApiKeyRow, str]:
         """A new key, recorded in the admin chain in the same transaction; the secret is
         returned once and stored only as a hash."""
         secret = "arb_" + secrets.token_urlsafe(32)
@@ -56,14 +81,13 @@ class KeyStore:
             key_hash=hash_key(secret),
             scopes=sorted(set(scopes)),
             created_at=utcnow(),
+            expires_at=expires_at,
         )
+        details = key_details(row)
+        if rotated_from:
+            details["rotated_from"] = rotated_from
         insert_recorded(
-            self.db,
-            row,
-            actor=actor,
-            action="key.create",
-            subject=row.id,
-            details=key_details(row),
+            self.db, row, actor=actor, action="key.create", subject=row.id, details=details
         )
         return row, secret
 
@@ -81,15 +105,88 @@ class KeyStore:
             record_admin(conn, actor=actor, action="key.revoke", subject=key_id, details={})
         return True
 
+    def expire(self, *, key_id: str, at: datetime, actor: str = "cli") -> bool:
+        """Let a key work until `at` (never later than its expiry), recorded in the admin
+        chain; False when it is unknown or revoked."""
+        keys = SQLModel.metadata.tables["api_keys"]
+        with self.db.engine.begin() as conn:
+            row = conn.execute(
+                select(keys.c.expires_at).where(keys.c.id == key_id, keys.c.revoked_at.is_(None))
+            ).first()
+            if row is None:
+                return False
+            ends = min(aware(row.expires_at), at) if row.expires_at else at
+            conn.execute(update(keys).where(keys.c.id == key_id).values(expires_at=ends))
+            record_admin(
+                conn,
+                actor=actor,
+                action="key.expire",
+                subject=key_id,
+                details={"expires_at": utc_iso(ends)},
+            )
+        return True
+
+    def rotate(
+        self, *, key_id: str, grace: timedelta = timedelta(0), actor: str = "cli"
+    ) -> tuple[ApiKeyRow, str]:
+        """A new key with the old one's name, scopes and expiry; the old one stops now, or
+        after `grace` so callers can switch. KeyError if the key is unknown or revoked."""
+        old = self.get(key_id=key_id)
+        if old is None or old.revoked_at is not None:
+            raise KeyError(key_id)
+        row, secret = self.create(
+            name=old.name,
+            scopes=old.scopes,
+            actor=actor,
+            expires_at=old.expires_at,
+            rotated_from=key_id,
+        )
+        if grace:
+            self.expire(key_id=key_id, at=utcnow() + grace, actor=actor)
+        else:
+            self.revoke(key_id=key_id, actor=actor)
+        return row, secret
+
     def by_secret(self, *, secret: str) -> ApiKeyRow | None:
+        """The live key with this secret; its last-used time moves on (at most once a
+        minute, and never at the cost of the request when the write cannot be made)."""
+        now = utcnow()
         with self.db.session() as s:
-            row = s.exec(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(secret))).first()
-            return row if row is not None and row.revoked_at is None else None
+            row = usable(
+                s.exec(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(secret))).first(),
+                now,
+            )
+        if row is not None and (
+            row.last_used_at is None or now - aware(row.last_used_at) >= LAST_USED_EVERY
+        ):
+            try:
+                with self.db.engine.begin() as conn:
+                    conn.execute(
+                        update(ApiKeyRow).where(col(ApiKeyRow.id) == row.id).values(last_used_at=now)
+                    )
+                row.last_used_at = now
+            except OperationalError:  # locked or away: the time is written on a later use
+                log.debug("last-used time of %s not written", row.id)
+        return row
 
     def by_id(self, *, key_id: str) -> ApiKeyRow | None:
         with self.db.session() as s:
-            row = s.get(ApiKeyRow, key_id)
-            return row if row is not None and row.revoked_at is None else None
+            return usable(s.get(ApiKeyRow, key_id), utcnow())
+
+    def get(self, *, key_id: str) -> ApiKeyRow | None:
+        """The key with this id, whatever its state."""
+        with self.db.session() as s:
+            return s.get(ApiKeyRow, key_id)
+
+    def all(self) -> list[ApiKeyRow]:
+        """Every key, revoked and expired ones too, oldest first."""
+        with self.db.session() as s:
+            return list(s.exec(select(ApiKeyRow).order_by(col(ApiKeyRow.created_at))).all())
+
+    def names(self) -> dict[str, str]:
+        """Key id → name, for pages that show who did what."""
+        with self.db.session() as s:
+            return dict(s.exec(select(ApiKeyRow.id, ApiKeyRow.name)).all())
 
     def count(self) -> int:
         with self.db.session() as s:

@@ -22,6 +22,11 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def aware(t: datetime) -> datetime:
+    """A stored time as UTC (SQLite hands them back naive)."""
+    return t if t.tzinfo else t.replace(tzinfo=UTC)
+
+
 def _json(nullable: bool = False) -> Any:
     return Field(sa_column=Column(JSONType, nullable=nullable))
 
