@@ -11,10 +11,11 @@ POLICY_READERS = ("policy:read", "audit", "review")
 
 @dataclass(frozen=True)
 class Caller:
-    """Who is calling: the API key's id and scopes."""
+    """Who is calling: the API key's id, scopes and name (shown on pages)."""
 
     key_id: str
     scopes: frozenset[str]
+    name: str | None = None
 
     def has_any(self, scopes: tuple[str, ...]) -> bool:
         return any(self.has(s) for s in scopes)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import socket
 import threading
@@ -133,37 +132,43 @@ def test_auditor_and_reviewer_in_a_browser(server: dict[str, Any], tmp_path: Pat
         page.wait_for_url(f"{base}/ui/reviews")
         page.click("td a:text-is('Review')")
         page.wait_for_load_state()
-        form = page.locator("textarea[name=verdict_json]")
-        prefilled = json.loads(form.input_value())
-        assert "[masked]" not in json.dumps(prefilled) and "customer_message" not in prefilled
+        # a form built from the verdict schema, not JSON; masked fields are not in it
+        assert page.locator("textarea[name=verdict_json]").count() == 0
+        assert page.locator("[name='v:customer_message']").count() == 0
+        assert "[masked]" not in page.inner_html("form[action$='/review']")
         assert page.locator("button[value=accept]").count() == 0  # 'needs_review' (R5)
-        verdict = {
-            **prefilled,
-            "outcome": "approve",
-            "items": [
-                {
-                    "sku": "JKT-RAIN-M",
-                    "quantity_approved": 1,
-                    "refund_amount": "999.00",
-                    "disposition": "refurbish",
-                }
-            ],
-            "refund_method": "original_payment",
-            "refund_timing": "on_carrier_scan",
-            "label_required": True,
-        }
-        form.fill(json.dumps(verdict))
-        page.fill("#note", "Photo shows it is dead on arrival; approve.")
+        page.select_option("[name='v:outcome']", "approve")
+        page.fill("[name='v:items.0.quantity_approved']", "one")  # a slip of the keyboard
+        page.fill("[name='v:items.0.refund_amount']", "999.00")
+        page.select_option("[name='v:items.0.disposition']", "refurbish")
+        page.select_option("[name='v:refund_method']", "original_payment")
+        page.select_option("[name='v:refund_timing']", "on_carrier_scan")
+        page.select_option("[name='v:label_required']", "true")
+        note = "Photo shows it is dead on arrival; approve."
+        page.fill("#note", note)
+        page.click("button[value=override]")
+        page.wait_for_load_state()
+        assert "Not recorded" in page.inner_text("body")
+        assert page.input_value("#note") == note  # nothing typed is lost
+        assert page.input_value("[name='v:items.0.quantity_approved']") == "one"
+        assert page.input_value("[name='v:items.0.refund_amount']") == "999.00"
+        assert page.input_value("[name='v:outcome']") == "approve"
+        assert page.locator(".field-error").count() == 1
+        page.screenshot(path=str(shots / "review-form.png"), full_page=True)
+        page.fill("[name='v:items.0.quantity_approved']", "1")
         page.click("button[value=override]")
         page.wait_for_load_state()
         body = page.inner_text("body")
-        assert "Not recorded" in body and "999.00 → 129.00" in body
-        repaired = json.loads(page.locator("textarea[name=verdict_json]").input_value())
-        assert repaired["items"][0]["refund_amount"] == "129.00"
-        page.fill("#note", "Photo shows it is dead on arrival; approve at the price paid.")
-        page.click("button[value=override]")
+        assert "Not recorded" in body and "999.00 → 129.00" in body  # the guard repairs it
+        assert page.input_value("[name='v:items.0.refund_amount']") == "129.00"
+        assert page.input_value("#note") == note
+        page.click("button[value=override]")  # confirm the repaired verdict
         page.wait_for_load_state()
         assert "Superseded by a review" in page.inner_text("body")
+        assert "by reviewer at" in page.inner_text("body")  # the key's name, not its id
+        page.goto(f"{base}/ui/reviews?status=resolved")
+        resolved = page.inner_text("table")
+        assert "reviewer" in resolved and note in resolved and "approve" in resolved
         page.goto(f"{base}/ui/reviews")
         assert "Nothing waits for review." in page.inner_text("body")
         page.click("header button")
@@ -174,7 +179,22 @@ def test_auditor_and_reviewer_in_a_browser(server: dict[str, Any], tmp_path: Pat
 
         page.goto(f"{base}/ui/audit")
         assert "intact" in page.inner_text("body")
+        # one day of data: one bar of normal size among 14 days, not one giant bar
+        bars = page.locator("svg rect")
+        assert bars.count() == 14
+        today = bars.nth(13).bounding_box()
+        chart = page.locator("svg").bounding_box()
+        assert today is not None and chart is not None
+        assert today["width"] < chart["width"] / 10 and today["height"] <= 220
+        label = page.locator("svg text").last.bounding_box()
+        assert label is not None and label["height"] < 30
         page.screenshot(path=str(shots / "audit.png"), full_page=True)
+        for link, first in (("CSV", "seq"), ("JSON lines", "{")):
+            with page.expect_download() as download:  # the session's cookie, no API key
+                page.click(f"a:text-is('{link}')")
+            text = Path(download.value.path()).read_text()
+            assert text.startswith(first) if first == "{" else "," in text.splitlines()[0]
+            assert len(text.strip().splitlines()) >= 9
         page.goto(f"{base}/ui/specs")
         page.screenshot(path=str(shots / "specs.png"), full_page=True)
         page.click("text=diff with live >> nth=0")

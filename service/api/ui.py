@@ -4,17 +4,20 @@ from __future__ import annotations
 
 import json
 import secrets
+from datetime import date, timedelta
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 from urllib.parse import quote, urlencode
 
 import anyio
 from fastapi import APIRouter, Depends, Form, Query, Request
-from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
 from fastapi.templating import Jinja2Templates
 from pydantic import ValidationError
 
+from service.api import audit as audit_api
 from service.api.filters import ListFilters, decode_cursor, encode_cursor, summary
+from service.api.review_form import build_form, read_form
 from service.audit import decision_detail, stats, submit_review
 from service.auth import POLICY_READERS, Caller
 from service.deps import (
@@ -26,10 +29,19 @@ from service.deps import (
     SessionsDep,
     SettingsDep,
 )
-from service.errors import ArbiterError, Forbidden, VerdictRefused, validation_details
+from service.errors import (
+    ArbiterError,
+    Forbidden,
+    InvalidInput,
+    VerdictRefused,
+    validation_details,
+)
 from service.kinds.base import unstorable
+from service.kinds.registry import AnyKind
+from service.log.chain import utc_iso
 from service.log.decisions import DecisionFilter, DecisionLog
 from service.log.masking import masked_verdict_fields
+from service.log.models import DecisionRow, utcnow
 from service.settings import Settings
 from service.specs.registry import SpecRegistry
 from service.specs.versions import diff_by_ref
@@ -65,7 +77,7 @@ async def ui_caller(
     key = await keys.db.call(lambda: keys.by_id(key_id=key_id))
     if key is None:
         raise LoginRequired
-    return Caller(key_id=key.id, scopes=frozenset(key.scopes)), sess.csrf
+    return Caller(key_id=key.id, scopes=frozenset(key.scopes), name=key.name), sess.csrf
 
 
 UiCaller = Annotated[tuple[Caller, str], Depends(ui_caller)]
@@ -202,10 +214,14 @@ def _decision_page(
     caller: Caller,
     csrf: str,
     d: dict[str, Any],
+    kind: AnyKind,
+    names: dict[str, str],
     *,
     error: str | None = None,
     proposal: dict[str, Any] | None = None,
     repairs: list[dict[str, Any]] | None = None,
+    field_errors: dict[str, str] | None = None,
+    note: str = "",
     status_code: int = 200,
 ) -> HTMLResponse:
     changed = d["llm_verdict"] is not None and d["llm_verdict"] != {
@@ -219,28 +235,35 @@ def _decision_page(
         and (d["source"] != "review" or pending)
         and not (pending and d["caller"] == caller.key_id)
     )
-    # never round-trip a field the reviewer sees masked: it is left out and kept as stored
-    unseen = set() if caller.has("audit:pii") else masked_verdict_fields()
-    hidden = sorted(f for f in unseen if f in d["verdict"])
-    skip = {"total_refund", *hidden}
-    verdict_input = {k: v for k, v in (proposal or d["verdict"]).items() if k not in skip}
+    hidden = sorted(f for f in _unseen(caller) if f in d["verdict"])
+    form = build_form(kind.Verdict, proposal or d["verdict"], skip=frozenset(hidden))
+    for f in form:
+        f.error = (field_errors or {}).get(f.path)
     resp = page(
         request,
         "decision.html",
         caller,
         csrf,
         d=d,
+        names=names,
         changed=changed,
         can_review=can_review,
         pending=pending,
         can_accept=d["outcome"] != "needs_review",
         hidden_fields=hidden,
         repairs=repairs or [],
-        verdict_json=json.dumps(verdict_input, indent=2),
+        form=form,
+        note=note,
         error=error,
     )
     resp.status_code = status_code
     return resp
+
+
+def _unseen(caller: Caller) -> frozenset[str]:
+    """Verdict fields the caller sees masked: never round-tripped through the form (left
+    out, they are kept as stored)."""
+    return frozenset() if caller.has("audit:pii") else masked_verdict_fields()
 
 
 async def _detail(
@@ -262,13 +285,15 @@ async def decision(
     decision_id: str,
     log: LogDep,
     registry: RegistryDep,
+    kinds: KindsDep,
+    keys: KeysDep,
     who: UiCaller,
     error: str | None = None,
 ) -> HTMLResponse:
     caller, csrf = who
     _need(caller, "audit", "review")  # a reviewer reads the decision being judged
     d = await _detail(log, registry, caller, decision_id)
-    if d is None:
+    if d is None or d["kind"] not in kinds:
         return page(
             request,
             "message.html",
@@ -277,7 +302,8 @@ async def decision(
             title="Not found",
             message=f"There is no decision {decision_id}.",
         )
-    return _decision_page(request, caller, csrf, d, error=error)
+    names = await keys.db.call(keys.names)
+    return _decision_page(request, caller, csrf, d, kinds[d["kind"]], names, error=error)
 
 
 @router.post("/decisions/{decision_id}/review")
@@ -286,26 +312,42 @@ async def review(
     decision_id: str,
     log: LogDep,
     kinds: KindsDep,
+    keys: KeysDep,
     registry: RegistryDep,
     who: UiCaller,
     csrf: Annotated[str, Form()],
     note: Annotated[str, Form(max_length=2000)],
     action: Annotated[str, Form()],
-    verdict_json: Annotated[str, Form(max_length=100_000)] = "",
 ) -> Response:
+    """Accept the proposed verdict, or record the reviewer's own from the form. On an error
+    the page comes back with the reviewer's note and every value as they typed it."""
     caller, token = who
     check_csrf(token, csrf)
     _need(caller, "review")
     back = f"/ui/decisions/{quote(decision_id)}"
-    if not note.strip():
-        return RedirectResponse(back + "?error=" + quote("Write a note for the record."), 303)
-    problem = unstorable(note)
+    d = await _detail(log, registry, caller, decision_id)
+    if d is None or d["kind"] not in kinds:
+        return RedirectResponse(back, status_code=303)
+    kind = kinds[d["kind"]]
+    names = await keys.db.call(keys.names)
+    sent = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
+    unseen = _unseen(caller)
+    verdict = (
+        None
+        if action == "accept"
+        else read_form(kind.Verdict, sent, d["verdict"], skip=frozenset(unseen))
+    )
+
+    def again(message: str, status: int = 422, **kw: Any) -> HTMLResponse:
+        return _decision_page(
+            request, caller, csrf, d, kind, names, error=message, note=note,
+            proposal=kw.pop("proposal", verdict), status_code=status, **kw,
+        )  # fmt: skip
+
+    problem = "is empty: write a note for the record" if not note.strip() else unstorable(note)
     if problem:
-        return RedirectResponse(back + "?error=" + quote(f"The note {problem}."), 303)
+        return again(f"Not recorded: the note {problem}.", field_errors={})
     try:
-        verdict = None if action == "accept" else json.loads(verdict_json)
-        if verdict is not None and not isinstance(verdict, dict):
-            raise json.JSONDecodeError("expected an object", verdict_json, 0)
         await submit_review(
             log,
             kinds,
@@ -314,53 +356,73 @@ async def review(
             verdict=verdict,
             note=note.strip(),
             reviewer=caller.key_id,
-            unseen=frozenset() if caller.has("audit:pii") else masked_verdict_fields(),
+            unseen=unseen,
         )
-    except json.JSONDecodeError as exc:
-        return RedirectResponse(back + "?error=" + quote(f"The verdict is not JSON: {exc}"), 303)
     except VerdictRefused as exc:
-        d = await _detail(log, registry, caller, decision_id)
-        assert d is not None
         details = exc.details or {}
-        return _decision_page(
-            request,
-            caller,
-            csrf,
-            d,
-            error=exc.message,
+        return again(
+            exc.message,
+            status=exc.status,
             proposal=details.get("repaired_verdict") or verdict,
             repairs=[*details.get("failed", []), *details.get("repairs", [])],
-            status_code=exc.status,
         )
+    except InvalidInput as exc:
+        errors = {
+            str(e["field"]).removeprefix("verdict."): str(e["reason"])
+            for e in exc.details or []
+            if isinstance(e, dict) and "field" in e
+        }
+        listed = "; ".join(f"{f}: {r}" for f, r in errors.items())
+        return again(f"Not recorded: {exc.message}. {listed}", field_errors=errors)
     except ArbiterError as exc:
-        detail = "; ".join(
-            f"{d['field']}: {d['reason']}"
-            for d in exc.details or []
-            if isinstance(d, dict) and "field" in d
-        )
-        return RedirectResponse(back + "?error=" + quote(f"{exc.message}. {detail}"), 303)
+        return RedirectResponse(back + "?error=" + quote(exc.message), 303)
     return RedirectResponse(back, status_code=303)
+
+
+def resolution(log: DecisionLog, row: DecisionRow) -> DecisionRow | None:
+    """The review that settles a decision: the newest of a chain of reviews that waited for
+    a second reviewer (that one may itself still wait)."""
+    review = log.superseding(decision_id=row.id)
+    while review is not None and review.needs_review:
+        confirmed = log.superseding(decision_id=review.id)
+        if confirmed is None:
+            break
+        review = confirmed
+    return review
 
 
 @router.get("/reviews")
 async def reviews(
-    request: Request, log: LogDep, who: UiCaller, status: str = "open"
+    request: Request, log: LogDep, keys: KeysDep, who: UiCaller, status: str = "open"
 ) -> HTMLResponse:
     caller, csrf = who
     _need(caller, "review")
-    rows = await anyio.to_thread.run_sync(
-        lambda: log.open_reviews(
-            kind=None, limit=200, before_seq=None, resolved=status == "resolved"
-        )
-    )
-    return page(
-        request,
-        "reviews.html",
-        caller,
-        csrf,
-        status=status,
-        rows=[{**summary(r), "review_reasons": r.review_reasons} for r in rows],
-    )
+    resolved = status == "resolved"
+
+    def load() -> list[dict[str, Any]]:
+        rows = log.open_reviews(kind=None, limit=200, before_seq=None, resolved=resolved)
+        out = []
+        for r in rows:
+            if resolved and r.source == "review":
+                continue  # a step of a two-reviewer chain: shown with the decision it settles
+            item: dict[str, Any] = {**summary(r), "review_reasons": r.review_reasons}
+            if resolved:
+                final = resolution(log, r)
+                item["review"] = final and {
+                    "decision_id": final.id,
+                    "reviewer": final.caller,
+                    "note": final.rationale,
+                    "outcome": final.outcome,
+                    "verdict": final.verdict,
+                    "at": utc_iso(final.created_at),
+                    "awaiting_second_reviewer": final.needs_review,
+                }
+            out.append(item)
+        return out
+
+    rows = await log.db.call(load)
+    names = await keys.db.call(keys.names)
+    return page(request, "reviews.html", caller, csrf, status=status, rows=rows, names=names)
 
 
 @router.get("/specs")
@@ -404,6 +466,18 @@ async def spec_diff(
     return page(request, "diff.html", caller, csrf, kind=kind, d=d)
 
 
+CHART_DAYS = 14
+"""The audit chart always spans this many days (days without decisions are empty), so one
+day of data is one normal bar, not one bar stretched across the card."""
+
+
+def chart_days(per_day: dict[str, Any], today: date) -> list[tuple[str, dict[str, Any]]]:
+    """The last CHART_DAYS UTC days up to `today`, each with its stats (zeros when none)."""
+    empty = {"decisions": 0, "llm_cost_usd": "0.00", "by_source": {}, "by_outcome": {}}
+    days = [(today - timedelta(days=n)).isoformat() for n in range(CHART_DAYS - 1, -1, -1)]
+    return [(day, per_day.get(day, empty)) for day in days]
+
+
 @router.get("/audit")
 async def audit(request: Request, log: LogDep, kinds: KindsDep, who: UiCaller) -> HTMLResponse:
     caller, csrf = who
@@ -412,8 +486,8 @@ async def audit(request: Request, log: LogDep, kinds: KindsDep, who: UiCaller) -
     st = await anyio.to_thread.run_sync(
         lambda: stats(log, kinds, since=None, until=None, kind=None)
     )
-    days = list(st["per_day"].items())[-14:]
-    peak = max([d["decisions"] for _, d in days] or [1]) or 1
+    days = chart_days(st["per_day"], utcnow().date())
+    peak = max(d["decisions"] for _, d in days) or 1
     return page(
         request,
         "audit.html",
@@ -422,6 +496,21 @@ async def audit(request: Request, log: LogDep, kinds: KindsDep, who: UiCaller) -
         report=report,
         st=st,
         days=days,
+        table_days=[(day, v) for day, v in days if v["decisions"]],
         peak=peak,
         flt=DecisionFilter(),
     )
+
+
+@router.get("/audit/export")
+async def audit_export(
+    log: LogDep,
+    who: UiCaller,
+    filters: Annotated[ListFilters, Depends()],
+    format: Literal["jsonl", "csv"] = "jsonl",
+) -> StreamingResponse:
+    """The export of /v1/audit/export for a logged-in auditor (the session, not a bearer
+    key): the same records, masked the same way."""
+    caller, _ = who
+    _need(caller, "audit")
+    return await audit_api.export(log=log, caller=caller, filters=filters, format=format)
