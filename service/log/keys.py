@@ -162,7 +162,9 @@ class KeyStore:
             try:
                 with self.db.engine.begin() as conn:
                     conn.execute(
-                        update(ApiKeyRow).where(col(ApiKeyRow.id) == row.id).values(last_used_at=now)
+                        update(ApiKeyRow)
+                        .where(col(ApiKeyRow.id) == row.id)
+                        .values(last_used_at=now)
                     )
                 row.last_used_at = now
             except OperationalError:  # locked or away: the time is written on a later use
