@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import secrets
+import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -62,6 +63,21 @@ class KeyStore:
 
     def __init__(self, *, db: Database):
         self.db = db
+        self._touched: dict[str, datetime] = {}  # key id -> when this process wrote its use
+        self._touch_lock = threading.Lock()
+
+    def _due(self, row: ApiKeyRow, now: datetime) -> bool:
+        """Whether this lookup writes the key's last-used time: not within a minute of the
+        last write, by any process (the row) or this one (concurrent lookups write once)."""
+        with self._touch_lock:
+            last = max(
+                (aware(t) for t in (row.last_used_at, self._touched.get(row.id)) if t),
+                default=None,
+            )
+            if last is not None and now - last < LAST_USED_EVERY:
+                return False
+            self._touched[row.id] = now
+            return True
 
     def create(
         self,
@@ -156,9 +172,7 @@ class KeyStore:
                 s.exec(select(ApiKeyRow).where(ApiKeyRow.key_hash == hash_key(secret))).first(),
                 now,
             )
-        if row is not None and (
-            row.last_used_at is None or now - aware(row.last_used_at) >= LAST_USED_EVERY
-        ):
+        if row is not None and self._due(row, now):
             try:
                 with self.db.engine.begin() as conn:
                     conn.execute(
