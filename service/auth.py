@@ -4,8 +4,20 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-SCOPES = frozenset({"decide", "audit", "audit:pii", "review", "policy:read", "metrics", "admin"})
-POLICY_READERS = ("policy:read", "audit", "review")
+SCOPES = frozenset(
+    {
+        "decide",
+        "audit",
+        "audit:pii",
+        "review",
+        "policy:read",
+        "policy:edit",
+        "policy:publish",
+        "metrics",
+        "admin",
+    }
+)
+POLICY_READERS = ("policy:read", "policy:edit", "policy:publish", "audit", "review")
 """Scopes that may read policy text (policies name fraud thresholds): not `decide` alone."""
 
 

@@ -23,7 +23,7 @@ app = typer.Typer(help="Arbiter: decisions for order operations.", no_args_is_he
 log_app = typer.Typer(help="The decision log.", no_args_is_help=True)
 keys_app = typer.Typer(help="API keys.", no_args_is_help=True)
 spec_app = typer.Typer(
-    help="Specs: lint, list, show, diff, promote, rollback.", no_args_is_help=True
+    help="Specs: lint, push, list, show, diff, promote, rollback.", no_args_is_help=True
 )
 app.add_typer(log_app, name="log")
 app.add_typer(spec_app, name="spec")
@@ -459,13 +459,28 @@ def spec_lint(
 
 @spec_app.command("list")
 def spec_list() -> None:
-    """The spec files, the version live for each, and any refused edit."""
+    """The versions serving (from the database), then the spec files and any refused edit."""
     from rich.table import Table
 
     registry = _registry()
-    table = Table("file", "kind", "version", "rollout", "effective from", "sha256", "status")
+    serving = Table(
+        "kind", "policy", "role", "version", "effective from", "sha256", title="serving"
+    )
+    for s in registry.serving():
+        serving.add_row(
+            s["kind"],
+            s["name"],
+            s["role"],
+            s["version"],
+            str(s["effective_from"] or "-"),
+            s["sha256"][:12],
+        )
+    out.print(serving)
+    table = Table(
+        "file", "kind", "version", "rollout", "effective from", "sha256", "status", title="specs/"
+    )
     for st in registry.status():
-        live = st["live"] or {}
+        live = st["version"] or {}
         status = (
             "OK"
             if not st["errors"]
@@ -529,51 +544,98 @@ def spec_diff(
     print(d["text"] or "No text changes.")
 
 
-def _print_write(analysis: Any, target: Path) -> None:
-    from service.specs.lint import report
+def _cli_actor() -> str:
+    import getpass
 
-    print(report(analysis))
-    if not analysis.ok:
-        _fail(f"nothing written: {target.name} keeps its current version", 1)
+    from service.specs.deployments import ACTOR_MAX
+
+    try:
+        return f"cli:{getpass.getuser()}"[:ACTOR_MAX]
+    except Exception:  # no user name in a bare container
+        return "cli"
 
 
-def _record_spec_change(
-    registry: Any, action: str, target: Path, analysis: Any, *, source: str
+@spec_app.command("push")
+def spec_push(
+    paths: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Spec files or folders of them (default: specs/)"),
+    ] = None,
 ) -> None:
-    """The promotion or rollback as an event of the admin chain."""
-    from service.log.admin import AdminLog
+    """Lint spec files and store them as versions in the database, each deployed in the
+    role its front matter names when its content is new (the GitOps path). Nothing is
+    pushed when any file has an error."""
+    from service.specs.lint import lint_file, report
 
-    spec = analysis.spec
-    AdminLog(db=registry.specs.db).record(
-        actor="cli",
-        action=action,
-        subject=target.name,
-        details={
-            "from": source,
-            "kind": spec.kind if spec else None,
-            "sha256": spec.sha256 if spec else None,
-        },
-    )
+    settings = get_settings()
+    files = [
+        f
+        for p in paths or [settings.specs_dir]
+        for f in (sorted(p.glob("*.md")) if p.is_dir() else [p])
+    ]
+    if not files:
+        _fail(f"no spec files in {', '.join(map(str, paths or [settings.specs_dir]))}", 2)
+    analyses = [
+        lint_file(
+            path,
+            prompts_dir=settings.prompts_dir,
+            token_budget=settings.prompt_token_budget,
+            settings=settings,
+        )
+        for path in files
+    ]
+    for a in analyses:
+        print(report(a))
+    if any(a.spec is None for a in analyses):
+        _fail("nothing pushed: fix the errors above", 1)
+    registry = _registry()
+    specs = {a.spec.name: a.spec for a in analyses if a.spec is not None}
+    for spec in specs.values():
+        registry.remember(spec)
+    for line in registry.deployments.sync_files(files=specs, present=specs, via="push"):
+        out.print(line)
+    registry.load()
+    kinds = {s.kind for s in specs.values()}
+    for s in registry.serving():
+        if s["kind"] in kinds:
+            out.print(f"serving: {s['name']} {s['role']} version {s['version']} {s['sha256'][:12]}")
+    out.print("running services pick changes up on their next poll of the database.")
+
+
+def _policy_ref(target: str) -> tuple[str, str]:
+    """(kind, default ref) of a promote target: a kind, or a candidate name (returns.next)."""
+    kind = target.split(".", 1)[0]
+    return kind, "candidate"
 
 
 @spec_app.command("promote")
 def spec_promote(
-    name: Annotated[str, typer.Argument(help="The candidate file, e.g. returns.next")],
+    target: Annotated[str, typer.Argument(help="The kind (or the candidate's name, returns.next)")],
+    ref: Annotated[
+        str | None, typer.Argument(help="candidate (default), a version label or sha256")
+    ] = None,
 ) -> None:
-    """Lint a candidate, then make it the live <kind>.md (the service reloads it)."""
-    from service.specs.files import promote
+    """Make a stored version (default: the kind's shadow or canary) live in the database."""
+    from service.specs.publish import promote
 
+    kind, default = _policy_ref(target)
     registry = _registry()
     try:
-        target, analysis = promote(registry, name)
+        spec, slot = promote(
+            registry,
+            get_settings(),
+            kind=kind,
+            ref=ref or default,
+            actor=_cli_actor(),
+            source="cli",
+            checked=False,
+        )
     except ArbiterError as exc:
         _fail(exc.message, 2)
-    _print_write(analysis, target)
-    _record_spec_change(registry, "spec.promote", target, analysis, source=f"{name}.md")
     out.print(
-        f"promoted {name}.md → {target.name}; the running service picks it up on its "
-        "next reload. Roll back with: arbiter spec rollback "
-        f"{analysis.spec.kind if analysis.spec else ''}"
+        f"promoted {kind} version {spec.version} ({spec.sha256[:12]}) → live as {slot}; "
+        f"running services serve it on their next poll. Roll back with: "
+        f"arbiter spec rollback {kind}"
     )
 
 
@@ -583,18 +645,20 @@ def spec_rollback(
     to: Annotated[
         str | None, typer.Option(help="version label or sha256 (default: the previous version)")
     ] = None,
+    slot: Annotated[str | None, typer.Option(help="the policy name (default: the kind)")] = None,
 ) -> None:
-    """Write a stored earlier version back to <kind>.md (the service reloads it)."""
-    from service.specs.files import rollback
+    """Serve the previous (or a named) stored version again, in the database."""
+    from service.specs.publish import rollback
 
     registry = _registry()
     try:
-        target, analysis, _ = rollback(registry, kind, to)
+        spec = rollback(registry, kind=kind, actor=_cli_actor(), to=to, slot=slot, source="cli")
     except ArbiterError as exc:
         _fail(exc.message, 2)
-    _print_write(analysis, target)
-    _record_spec_change(registry, "spec.rollback", target, analysis, source=to or "previous")
-    out.print(f"rolled back {target.name}; the running service picks it up on its next reload.")
+    out.print(
+        f"rolled back {slot or kind} to version {spec.version} ({spec.sha256[:12]}); "
+        "running services serve it on their next poll."
+    )
 
 
 def _evals_root() -> Path:
@@ -748,6 +812,51 @@ def eval_run(
             err.print(f"[red]below threshold:[/red] {f}")
         raise typer.Exit(1)
     out.print("[green]thresholds met[/green]")
+
+
+@eval_app.command("generate")
+def eval_generate(
+    kind: Annotated[str, typer.Argument(help="returns | exceptions | routing")],
+    spec: Annotated[
+        str,
+        typer.Option(help="A spec file, or live, candidate, a version label or sha256"),
+    ] = "live",
+) -> None:
+    """Write boundary cases derived from the policy's parameters and clauses to
+    evals/KIND/generated.yaml as `proposed` cases (they gate nothing until a person accepts
+    them); on a policy change, re-propose them and show which expectations moved."""
+    from service.evals.generate import generate, write
+    from service.specs.loader import load_spec
+    from service.specs.versions import spec_by_ref
+
+    settings = get_settings()
+    try:
+        path = Path(spec)
+        version = (
+            load_spec(path)
+            if path.suffix == ".md" and path.exists()
+            else spec_by_ref(_registry(), kind, spec, field="spec")
+        )
+        if version.kind != kind:
+            _fail(f"{spec} is a {version.kind} policy, not {kind}", 2)
+        result = generate(kind=kind, spec=version, evals_dir=_evals_root(), settings=settings)
+    except (ArbiterError, ValueError) as exc:
+        _fail(getattr(exc, "message", str(exc)), 2)
+    target = write(result, _evals_root())
+    proposed = sum(c.proposed for c in result.suite.cases)
+    out.print(
+        f"{target}: {len(result.suite.cases)} case(s) from {kind} version {version.version} "
+        f"({version.sha256[:12]}), {len(result.added)} new, {proposed} still proposed"
+    )
+    for m in result.moved:
+        out.print(f"  moved      {m['case']}: {m['from']} → {m['to']}")
+    for m in result.contradicted:
+        out.print(
+            f"  [yellow]contradicts[/yellow] {m['case']} (accepted): expects {m['from']}, "
+            f"the policy now gives {m['to']}"
+        )
+    if not result.moved and not result.contradicted:
+        out.print("  no expectation moved")
 
 
 @eval_app.command("add-from-log")

@@ -158,6 +158,13 @@ class Settings(BaseSettings):
 
     spec_poll_s: float = Field(default=2.0, ge=0, description="0 turns hot reload off")
     prompt_token_budget: int = Field(default=6000, ge=500)
+    policy_publish_requires_eval: bool = Field(
+        default=True,
+        description="promoting through the API needs a passing rules-mode eval of the version",
+    )
+    policy_second_person: bool = Field(
+        default=False, description="the person who drafted a version may not publish it"
+    )
     shadow_queue_size: int = Field(default=200, ge=1)
     shadow_concurrency: int = Field(default=2, ge=1, le=64)
 

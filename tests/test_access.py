@@ -166,7 +166,13 @@ async def test_policy_text_needs_a_scope_that_reads_policy(api_factory: Any) -> 
         for url in urls:
             r = await a.client.get(url, headers=a.auth("decide"))
             assert r.status_code == 403, url
-            assert r.json()["error"]["details"]["required"] == ["policy:read", "audit", "review"]
+            assert r.json()["error"]["details"]["required"] == [
+                "policy:read",
+                "policy:edit",
+                "policy:publish",
+                "audit",
+                "review",
+            ]
             for scope in ("policy:read", "audit", "review", "admin"):
                 assert (await a.client.get(url, headers=a.auth(scope))).status_code == 200
         rollout = await a.client.get(f"/v1/specs/{kind}/rollout", headers=a.auth("decide"))

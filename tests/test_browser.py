@@ -197,7 +197,10 @@ def test_auditor_and_reviewer_in_a_browser(server: dict[str, Any], tmp_path: Pat
             assert len(text.strip().splitlines()) >= 9
         page.goto(f"{base}/ui/specs")
         page.screenshot(path=str(shots / "specs.png"), full_page=True)
-        page.click("text=diff with live >> nth=0")
+        assert "diff with live" not in page.inner_text("#serving")  # all live: nothing to diff
+        page.click("#serving >> text=text >> nth=0")
         page.wait_for_load_state()
-        assert "what changed" in page.inner_text("body")
+        assert "version 1" in page.inner_text("h1") and "live" in page.inner_text("h1")
+        assert page.locator(".clause code").count() > 0  # clause Markdown is rendered
+        assert "`" not in page.inner_text(".clause >> nth=0")
         browser.close()

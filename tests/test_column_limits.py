@@ -33,6 +33,7 @@ from service.log.admin import ACTIONS
 from service.log.models import KEY_NAME_MAX
 from service.log.stores import open_stores
 from service.routing.models import CarrierOption, Location, RoutingOrder, RoutingParameters
+from service.specs.deployments import ACTIONS, ACTOR_MAX, REMOVED
 from service.specs.loader import SPEC_NAME_MAX, FrontMatter, ModelChain
 from tests import exception_cases as ex
 from tests.conftest import contract, make_settings
@@ -142,6 +143,19 @@ def worst_cases(tmp_path: Any) -> dict[str, int]:
         "spec_versions.name": SPEC_NAME_MAX,
         "spec_versions.version": max_len(FrontMatter, "version"),
         "spec_versions.rollout": rollouts,
+        "spec_deployments.kind": kinds,
+        "spec_deployments.slot": SPEC_NAME_MAX,
+        "spec_deployments.sha256": sha,
+        "spec_deployments.role": rollouts,
+        "spec_deployments.source": max(len(f"{via}:") for via in ("file", "push", "api", "cli"))
+        + SPEC_NAME_MAX
+        + len(".md"),
+        "spec_deployments.started_by": max(len(key.id), len(REMOVED), ACTOR_MAX),
+        "spec_deployments.ended_by": max(len(key.id), len(REMOVED), ACTOR_MAX),
+        "policy_events.actor": max(len(key.id), len(REMOVED), ACTOR_MAX),
+        "policy_events.kind": kinds,
+        "policy_events.action": max(len(a) for a in ACTIONS),
+        "policy_events.sha256": sha,
         "api_keys.id": len(key.id),
         "api_keys.name": KEY_NAME_MAX,
         "api_keys.key_hash": sha,

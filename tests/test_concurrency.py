@@ -126,7 +126,7 @@ def test_readers_never_see_a_half_reloaded_registry(
 
     def read_status() -> None:
         files = tuple(
-            (f["file"], f["live"]["sha256"]) for f in registry.status() if f["kind"] == "returns"
+            (f["file"], f["version"]["sha256"]) for f in registry.status() if f["kind"] == "returns"
         )
         assert files in allowed, f"half-reloaded registry: {files}"
         seen.add(files)

@@ -16,7 +16,7 @@ def test_migrated_schema_matches_the_models(db_url: str) -> None:
     with db.engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), SQLModel.metadata)
         assert diff == []
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
     db.migrate()  # idempotent
     db.close()
 
@@ -39,6 +39,8 @@ def test_a_database_made_before_migrations_is_stamped(tmp_path: object) -> None:
         for column in ("response_sha256", "shard", "hash_version"):
             conn.execute(text(f"ALTER TABLE decisions DROP COLUMN {column}"))
         conn.execute(text("DROP TABLE admin_events"))
+        conn.execute(text("DROP TABLE spec_deployments"))
+        conn.execute(text("DROP TABLE policy_events"))
     db.migrate()
     assert "request_id" in {c["name"] for c in inspect(db.engine).get_columns("decisions")}
     assert "lease_until" in {c["name"] for c in inspect(db.engine).get_columns("idempotency_keys")}

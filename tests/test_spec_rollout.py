@@ -83,7 +83,7 @@ async def test_hot_reload_good_and_broken_edits_while_serving(
         assert third == second  # the last good version stays live
         listing = (await api.client.get("/v1/specs", headers=api.auth("audit"))).json()
         entry = next(s for s in listing["specs"] if s["file"] == "returns.md")
-        assert entry["live"]["version"] == "2" and entry["on_disk_differs"]
+        assert entry["version"]["version"] == "2" and entry["on_disk_differs"]
         assert "defect_window_days" in entry["errors"][0]["message"]
         assert entry["errors"][0]["line"] is not None
     finally:
@@ -296,6 +296,21 @@ async def test_shadow_queue_is_bounded(api_factory: Any, specs_dir: Path) -> Non
         await cm.__aexit__(None, None, None)
 
 
+def serving() -> list[tuple[str, str, str]]:
+    """The returns versions the database says serve, as a freshly started process sees them."""
+    from service.services import build_services
+
+    services = build_services(get_settings(), use_llm=False)
+    try:
+        return [
+            (s["name"], s["role"], s["version"])
+            for s in services.require_engine().registry.serving()
+            if s["kind"] == "returns"
+        ]
+    finally:
+        services.stores.close()
+
+
 def test_promote_and_rollback_cli(
     tmp_path: Path, specs_dir: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -316,20 +331,25 @@ def test_promote_and_rollback_cli(
         diff = runner.invoke(cli, ["spec", "diff", "returns", "live", "candidate"])
         assert diff.exit_code == 0, diff.output
         assert "return_window_days: 30 → 35 (changed)" in diff.output
+        before = {p.name: p.read_text() for p in specs_dir.glob("*.md")}
         r = runner.invoke(cli, ["spec", "promote", "returns.next"])
         assert r.exit_code == 0, r.output
-        assert not (specs_dir / "returns.next.md").exists()
-        text = (specs_dir / "returns.md").read_text()
-        assert "rollout: active" in text and "return_window_days: 35" in text
+        assert "live as returns" in r.output
+        assert {p.name: p.read_text() for p in specs_dir.glob("*.md")} == before  # the database
+        assert serving() == [("returns", "live", "2")]
+        listed = runner.invoke(cli, ["spec", "list"])
+        assert listed.exit_code == 0 and "serving" in listed.output, listed.output
         r = runner.invoke(cli, ["spec", "rollback", "returns"])
-        assert r.exit_code == 0, r.output
-        assert "return_window_days: 30" in (specs_dir / "returns.md").read_text()
-        # a broken candidate is refused and nothing is written
+        assert r.exit_code == 0 and "version 1" in r.output, r.output
+        assert serving() == [("returns", "live", "1")]
+        r = runner.invoke(cli, ["spec", "rollback", "returns", "--to", "2"])
+        assert r.exit_code == 0 and "version 2" in r.output, r.output
+        # a broken file is never pushed, and nothing else in the push is
         variant(specs_dir, "returns.next", **{"return_window_days: 30": "return_window_days: x"})
-        before = (specs_dir / "returns.md").read_text()
-        r = runner.invoke(cli, ["spec", "promote", "returns.next"])
-        assert r.exit_code == 1 and "nothing written" in r.output
-        assert (specs_dir / "returns.md").read_text() == before
+        r = runner.invoke(cli, ["spec", "push"])
+        assert r.exit_code == 1 and "nothing pushed" in r.output
+        r = runner.invoke(cli, ["spec", "promote", "returns"])
+        assert r.exit_code == 2 and "no candidate" in r.output
         shown = runner.invoke(cli, ["spec", "show", "returns", "2"])
         assert shown.exit_code == 0 and "return_window_days: 35" in shown.output
         # the promotion and the rollback are events of the admin chain; the refused one is not

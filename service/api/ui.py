@@ -43,14 +43,20 @@ from service.log.decisions import DecisionFilter, DecisionLog
 from service.log.masking import masked_verdict_fields
 from service.log.models import DecisionRow, utcnow
 from service.settings import Settings
+from service.specs import publish
+from service.specs.markdown import render as render_markdown
 from service.specs.registry import SpecRegistry
-from service.specs.versions import diff_by_ref
+from service.specs.rollout import rollout_report
+from service.specs.versions import diff_by_ref, spec_by_ref, version_detail
 
 router = APIRouter(prefix="/ui", include_in_schema=False)
 templates = Jinja2Templates(directory=str(Path(__file__).resolve().parent.parent / "templates"))
 templates.env.filters["pretty"] = lambda v: json.dumps(v, indent=2, ensure_ascii=False, default=str)
+templates.env.filters["md"] = render_markdown
 COOKIE = "arb_session"
-UI_SCOPES = frozenset({"audit", "audit:pii", "review", "policy:read", "admin"})
+UI_SCOPES = frozenset(
+    {"audit", "audit:pii", "review", "policy:read", "policy:edit", "policy:publish", "admin"}
+)
 """Keys that may open a session (a decide-only key may not)."""
 LOGIN_CSRF = "arb_login_csrf"
 
@@ -427,23 +433,51 @@ async def reviews(
 
 @router.get("/specs")
 async def specs(
-    request: Request, services: ServicesDep, registry: RegistryDep, kinds: KindsDep, who: UiCaller
+    request: Request,
+    services: ServicesDep,
+    registry: RegistryDep,
+    kinds: KindsDep,
+    who: UiCaller,
+    error: Annotated[str | None, Query(max_length=2000)] = None,
+    done: Annotated[str | None, Query(max_length=200)] = None,
 ) -> HTMLResponse:
     caller, csrf = who
     _need(caller, *POLICY_READERS)
     versions = await anyio.to_thread.run_sync(
         lambda: {k: services.stores.spec_versions.of_kind(kind=k) for k in sorted(kinds)}
     )
-    live = {s.sha256 for s in registry.live_specs()}
+    serving = registry.serving()
+    roles: dict[str, list[str]] = {}
+    for s in serving:
+        roles.setdefault(s["sha256"], []).append(s["role"])
     return page(
         request,
         "specs.html",
         caller,
         csrf,
         files=registry.status(),
+        serving=serving,
         versions=versions,
-        live=live,
+        roles=roles,
+        error=error,
+        done=done,
     )
+
+
+@router.get("/specs/{kind}/versions/{sha}")
+async def spec_version(
+    request: Request, kind: str, sha: str, registry: RegistryDep, kinds: KindsDep, who: UiCaller
+) -> HTMLResponse:
+    caller, csrf = who
+    _need(caller, *POLICY_READERS)
+    if kind not in kinds:
+        return page(request, "message.html", caller, csrf, title="Not found", message=kind)
+    try:
+        v = await anyio.to_thread.run_sync(lambda: version_detail(registry, kind, sha))
+    except ArbiterError as exc:
+        return page(request, "message.html", caller, csrf, title="Not found", message=exc.message)
+    roles = [s["role"] for s in registry.serving() if s["sha256"] == v["sha256"]]
+    return page(request, "spec_version.html", caller, csrf, kind=kind, v=v, roles=roles)
 
 
 @router.get("/specs/{kind}/diff")
@@ -514,3 +548,279 @@ async def audit_export(
     caller, _ = who
     _need(caller, "audit")
     return await audit_api.export(log=log, caller=caller, filters=filters, format=format)
+
+
+# --- the policy editor -------------------------------------------------------------------
+
+
+def _numbered(text: str, findings: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The text's lines, each with the findings located on it."""
+    at: dict[int, list[dict[str, Any]]] = {}
+    for f in findings:
+        if f.get("line"):
+            at.setdefault(int(f["line"]), []).append(f)
+    return [
+        {"n": n, "text": line, "findings": at.get(n, [])}
+        for n, line in enumerate(text.splitlines(), 1)
+    ]
+
+
+def _editor_page(
+    request: Request,
+    caller: Caller,
+    csrf: str,
+    *,
+    kind: str,
+    text: str,
+    name: str,
+    report: dict[str, Any] | None = None,
+    status_code: int = 200,
+) -> HTMLResponse:
+    findings = (report or {}).get("errors", []) + (report or {}).get("warnings", [])
+    resp = page(
+        request,
+        "spec_edit.html",
+        caller,
+        csrf,
+        kind=kind,
+        text=text,
+        policy_name=name,
+        report=report,
+        lines=_numbered(text, findings) if report else [],
+        unlocated=[f for f in findings if not f.get("line")],
+    )
+    resp.status_code = status_code
+    return resp
+
+
+@router.get("/specs/{kind}/edit")
+async def spec_edit(
+    request: Request,
+    kind: str,
+    registry: RegistryDep,
+    kinds: KindsDep,
+    who: UiCaller,
+    from_: Annotated[str, Query(alias="from", max_length=64)] = "live",
+) -> HTMLResponse:
+    caller, csrf = who
+    _need(caller, "policy:edit")
+    if kind not in kinds:
+        return page(request, "message.html", caller, csrf, title="Not found", message=kind)
+    try:
+        v = await anyio.to_thread.run_sync(lambda: version_detail(registry, kind, from_))
+    except ArbiterError as exc:
+        return page(request, "message.html", caller, csrf, title="Not found", message=exc.message)
+    return _editor_page(request, caller, csrf, kind=kind, text=v["text"], name=v["name"])
+
+
+@router.post("/specs/{kind}/edit")
+async def spec_save(
+    request: Request,
+    kind: str,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    kinds: KindsDep,
+    who: UiCaller,
+    csrf: Annotated[str, Form()],
+    text: Annotated[str, Form(max_length=60_000)],
+    name: Annotated[str, Form(max_length=64)] = "",
+    action: Annotated[str, Form()] = "check",
+) -> Response:
+    caller, token = who
+    check_csrf(token, csrf)
+    _need(caller, "policy:edit")
+    if kind not in kinds:
+        return page(request, "message.html", caller, token, title="Not found", message=kind)
+    text = text.replace("\r\n", "\n")  # browsers send form text with CRLF
+    try:
+        analysis = await anyio.to_thread.run_sync(
+            lambda: publish.lint_draft(registry, settings, kind=kind, text=text, name=name or None)
+        )
+    except ArbiterError as exc:
+        report = {"ok": False, "errors": exc.details or [{"reason": exc.message}], "warnings": []}
+        return _editor_page(
+            request, caller, token, kind=kind, text=text, name=name, report=report, status_code=422
+        )
+    report = publish.lint_report(analysis)
+    if action != "save" or not analysis.ok:
+        code = 200 if analysis.ok else 422
+        return _editor_page(
+            request, caller, token, kind=kind, text=text, name=name, report=report, status_code=code
+        )
+    draft = await anyio.to_thread.run_sync(
+        lambda: publish.save_draft(
+            registry, settings, kind=kind, text=text, name=name or None, actor=caller.key_id
+        )
+    )
+    return RedirectResponse(f"/ui/specs/{kind}/drafts/{draft.spec.sha256}", status_code=303)
+
+
+@router.get("/specs/{kind}/drafts/{sha}")
+async def spec_draft(
+    request: Request,
+    kind: str,
+    sha: str,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    log: LogDep,
+    kinds: KindsDep,
+    who: UiCaller,
+    error: Annotated[str | None, Query(max_length=2000)] = None,
+    done: Annotated[str | None, Query(max_length=200)] = None,
+) -> HTMLResponse:
+    caller, csrf = who
+    _need(caller, *POLICY_READERS)
+    if kind not in kinds:
+        return page(request, "message.html", caller, csrf, title="Not found", message=kind)
+
+    def gather() -> dict[str, Any]:
+        spec = spec_by_ref(registry, kind, sha, field="sha")
+        analysis = publish.lint_draft(registry, settings, kind=kind, text=spec.text, name=None)
+        serving = [s for s in registry.serving() if s["sha256"] == spec.sha256]
+        roles = [s["role"] for s in serving]
+        live = registry.active(kind)
+        rollout = None
+        chart: list[dict[str, Any]] = []
+        cand = registry.candidate(kind)
+        if cand is not None and cand.sha256 == spec.sha256:
+            rollout = rollout_report(registry, kind, log=log, limit=1000)
+            if cand.meta.rollout == "shadow":
+                pairs = log.shadow_pairs(kind=kind, candidate_sha=spec.sha256, limit=1000)
+                chart = publish.agreement_buckets(pairs)
+        return {
+            "spec": spec,
+            "warnings": publish.lint_report(analysis)["warnings"],
+            "roles": roles,
+            "is_live": "live" in roles,
+            "is_candidate": cand is not None and cand.sha256 == spec.sha256,
+            "live": live,
+            "diff": None if "live" in roles else diff_by_ref(registry, kind, "live", spec.sha256),
+            "llm": publish.llm_view(registry, kind, spec),
+            "evaluation": publish.last_eval(registry, kind, spec.sha256),
+            "blocked": publish.publish_check(
+                registry, settings, kind=kind, spec=spec, actor=caller.key_id, accept_moved=True
+            ),
+            "rollout": rollout,
+            "chart": chart,
+            "author": publish.author_of(registry, kind, spec.sha256),
+            "events": registry.deployments.events(kind=kind, sha256=spec.sha256, limit=50),
+        }
+
+    try:
+        ctx = await anyio.to_thread.run_sync(gather)
+    except ArbiterError as exc:
+        return page(request, "message.html", caller, csrf, title="Not found", message=exc.message)
+    return page(request, "spec_draft.html", caller, csrf, kind=kind, error=error, done=done, **ctx)
+
+
+async def _policy_action(
+    kind: str, sha: str, act: Any, *, ok: str, back: str | None = None
+) -> RedirectResponse:
+    """Run a policy change; come back to the draft page with what happened."""
+    back = back or f"/ui/specs/{quote(kind)}/drafts/{quote(sha)}"
+    try:
+        await anyio.to_thread.run_sync(act)
+    except ArbiterError as exc:
+        return RedirectResponse(f"{back}?error=" + quote(exc.message), status_code=303)
+    return RedirectResponse(f"{back}?done=" + quote(ok), status_code=303)
+
+
+@router.post("/specs/{kind}/drafts/{sha}/eval")
+async def spec_draft_eval(
+    kind: str,
+    sha: str,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    who: UiCaller,
+    csrf: Annotated[str, Form()],
+    mode: Annotated[str, Form(max_length=16)] = "rules",
+) -> Response:
+    caller, token = who
+    check_csrf(token, csrf)
+    _need(caller, "policy:edit")
+    return await _policy_action(
+        kind,
+        sha,
+        lambda: publish.eval_version(
+            registry, settings, kind=kind, ref=sha, mode=mode, actor=caller.key_id
+        ),
+        ok=f"the eval suite ran ({mode} mode)",
+    )
+
+
+@router.post("/specs/{kind}/drafts/{sha}/candidate")
+async def spec_draft_candidate(
+    kind: str,
+    sha: str,
+    registry: RegistryDep,
+    who: UiCaller,
+    csrf: Annotated[str, Form()],
+    rollout: Annotated[str, Form(max_length=16)] = "shadow",
+) -> Response:
+    caller, token = who
+    check_csrf(token, csrf)
+    _need(caller, "policy:edit" if rollout == "shadow" else "policy:publish")
+    return await _policy_action(
+        kind,
+        sha,
+        lambda: publish.start_candidate(
+            registry, kind=kind, ref=sha, role=rollout, actor=caller.key_id
+        ),
+        ok=f"running as {rollout}",
+    )
+
+
+@router.post("/specs/{kind}/drafts/{sha}/stop")
+async def spec_draft_stop(
+    kind: str, sha: str, registry: RegistryDep, who: UiCaller, csrf: Annotated[str, Form()]
+) -> Response:
+    caller, token = who
+    check_csrf(token, csrf)
+    _need(caller, "policy:edit")
+    return await _policy_action(
+        kind,
+        sha,
+        lambda: publish.stop_candidate(registry, kind=kind, actor=caller.key_id),
+        ok="the shadow or canary stopped",
+    )
+
+
+@router.post("/specs/{kind}/drafts/{sha}/promote")
+async def spec_draft_promote(
+    kind: str,
+    sha: str,
+    registry: RegistryDep,
+    settings: SettingsDep,
+    who: UiCaller,
+    csrf: Annotated[str, Form()],
+    accept_moved: Annotated[bool, Form()] = False,
+) -> Response:
+    caller, token = who
+    check_csrf(token, csrf)
+    _need(caller, "policy:publish")
+    return await _policy_action(
+        kind,
+        sha,
+        lambda: publish.promote(
+            registry, settings, kind=kind, ref=sha, actor=caller.key_id, accept_moved=accept_moved
+        ),
+        ok="promoted: it is live",
+    )
+
+
+@router.post("/specs/{kind}/rollback")
+async def spec_rollback(
+    kind: str, registry: RegistryDep, who: UiCaller, csrf: Annotated[str, Form()]
+) -> Response:
+    caller, token = who
+    check_csrf(token, csrf)
+    _need(caller, "policy:publish")
+    try:
+        spec = await anyio.to_thread.run_sync(
+            lambda: publish.rollback(registry, kind=kind, actor=caller.key_id)
+        )
+    except ArbiterError as exc:
+        return RedirectResponse("/ui/specs?error=" + quote(exc.message), status_code=303)
+    return RedirectResponse(
+        f"/ui/specs?done={quote(f'{kind} rolled back to version {spec.version}')}", 303
+    )

@@ -66,6 +66,7 @@ class RunConfig:
     concurrency: int = 4
     record: bool = False
     label: str = ""
+    override: Spec | None = None  # a version given whole (a draft), instead of `spec`
 
 
 @dataclass
@@ -152,8 +153,8 @@ class Runner:
         )
         self.engine = self.services.require_engine()
         self.registry = self.engine.registry
-        self.override: Spec | None = None
-        if config.spec:
+        self.override: Spec | None = config.override
+        if config.spec and self.override is None:
             path = Path(config.spec)
             self.override = load_spec(path) if path.exists() else None
 

@@ -38,6 +38,8 @@ class EvalCase(BaseModel):
     expect: Expect
     expect_rules: Expect | None = None
     """What rules mode must give instead, where a clause needs a judgement rules can't make."""
+    proposed: bool = False
+    """Generated, its expectation not yet accepted by a person: it runs in no gate."""
 
     def expected(self, mode: str) -> Expect:
         """The expectation for a run in this mode."""
@@ -56,6 +58,8 @@ class Suite(BaseModel):
     definitions: dict[str, Any] | None = None  # YAML anchors shared by cases
     cases: list[EvalCase]
     path: Path | None = None
+    generated_from: dict[str, Any] | None = None
+    """For a generated suite: the policy version and parameters its cases come from."""
 
 
 def get_path(data: Any, path: str) -> Any:
@@ -112,8 +116,14 @@ def load_suite(path: Path) -> Suite:
     return suite
 
 
-def load_suites(root: Path, kinds: list[str]) -> list[Suite]:
-    return [load_suite(p) for k in kinds for p in sorted((root / k).glob("*.yaml"))]
+def load_suites(root: Path, kinds: list[str], *, proposed: bool = False) -> list[Suite]:
+    """The suites of `kinds`; cases still `proposed` are left out unless asked for."""
+    suites = [load_suite(p) for k in kinds for p in sorted((root / k).glob("*.yaml"))]
+    if not proposed:
+        suites = [
+            s.model_copy(update={"cases": [c for c in s.cases if not c.proposed]}) for s in suites
+        ]
+    return [s for s in suites if s.cases]
 
 
 def _num(value: Any) -> Decimal | None:

@@ -22,14 +22,11 @@ from service.log.models import ADMIN_CHAIN, AdminEventRow, ApiKeyRow, UiSession,
 
 EVENTS = SQLModel.metadata.tables["admin_events"]
 ACTIONS = frozenset(
-    {
-        "key.create",
-        "key.revoke",
-        "key.expire",
-        "key.scopes",
-        "session.open",
-        "spec.promote",
-        "spec.rollback",
+    {"key.create", "key.revoke", "key.expire", "key.scopes", "session.open"}
+    | {  # policy changes (service/specs/deployments.py ACTIONS)
+        f"spec.{a}"
+        for a in ("import", "remove", "draft", "eval", "shadow", "canary", "stop")
+        + ("promote", "rollback")
     }
 )
 

@@ -5,7 +5,8 @@ from __future__ import annotations
 from alembic import context
 from sqlmodel import SQLModel
 
-import service.log.models  # noqa: F401  (registers the tables)
+import service.log.models
+import service.specs.models  # noqa: F401  (both register their tables)
 
 connection = context.config.attributes["connection"]
 context.configure(

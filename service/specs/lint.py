@@ -55,8 +55,26 @@ def lint_file(
     """Analyse one spec file and render its prompt for the kind's sample case; with
     `settings`, also check that every model alias it uses is configured."""
     try:
-        analysis = analyse(read_text(path), path=path)
+        text = read_text(path)
     except Exception as exc:  # an unreadable file is an error, not a crash
+        return Analysis(path=path, errors=[Finding(str(exc), rule="file")])
+    return lint_text(
+        text, path=path, prompts_dir=prompts_dir, token_budget=token_budget, settings=settings
+    )
+
+
+def lint_text(
+    text: str,
+    *,
+    path: Path,
+    prompts_dir: Path,
+    token_budget: int = DEFAULT_TOKEN_BUDGET,
+    settings: Settings | None = None,
+) -> Analysis:
+    """`lint_file` for a text that has no file yet (a draft); `path` names it."""
+    try:
+        analysis = analyse(text, path=path)
+    except Exception as exc:  # any text is an error at worst, not a crash
         return Analysis(path=path, errors=[Finding(str(exc), rule="file")])
     spec = analysis.spec
     if spec is None:

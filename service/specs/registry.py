@@ -1,16 +1,21 @@
-"""The spec registry: loads specs/, hot-reloads it, keeps the last good version live.
+"""The spec registry: serves the rollout state the database holds, reloads it every few
+seconds, and takes specs/ in as one way of changing it.
 
-Files of one kind play roles by their front matter: `rollout: active` files form the
-schedule of versions in force (by `effective_from`), and at most one `rollout: shadow` or
-`rollout: canary:N` file is the candidate that runs beside them.
+The database says which stored version serves each kind and in which role (see
+deployments.py): `active` versions form the schedule in force (by `effective_from`), and
+at most one `shadow` or `canary:N` version is the candidate that runs beside them. The
+specs/ folder is read on every reload; a file whose content is new is linted, stored and
+deployed in the role its front matter names (a broken file never replaces a working
+version, and its errors are reported).
 
-A reload builds a complete new `Snapshot` from a `SpecSource` and publishes it with one
-reference assignment; readers take `registry.snapshot` once per request (see snapshot.py).
+A reload builds a complete new `Snapshot` and publishes it with one reference assignment;
+readers take `registry.snapshot` once per request (see snapshot.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import threading
 from collections.abc import Mapping
@@ -23,6 +28,7 @@ import anyio
 
 from service.errors import InvalidInput, SpecError
 from service.log.spec_versions import SpecVersionStore, checked_text
+from service.specs.deployments import ACTIVE, DeploymentStore
 from service.specs.lint import lint_file
 from service.specs.loader import Finding, Spec, load_spec_text
 from service.specs.snapshot import EMPTY, FileState, Resolution, Snapshot, canary_bucket
@@ -167,10 +173,13 @@ class SpecRegistry:
         self.source = source or FolderSource(
             directory=directory, prompts_dir=prompts_dir, token_budget=token_budget
         )
+        self.deployments = DeploymentStore(db=specs.db)
         self._snapshot = EMPTY
         self._reloading = threading.Lock()  # one reload at a time builds on the last
         self._stored: dict[str, Spec] = {}  # versions read back from the database
         self._stored_lock = threading.Lock()
+        self._serving: dict[tuple[str, str, str], Spec] = {}  # (sha, slot, role) → spec
+        self._synced = False
 
     @property
     def snapshot(self) -> Snapshot:
@@ -184,15 +193,65 @@ class SpecRegistry:
 
     # -- loading --
     def load(self) -> list[str]:
-        """Build the next snapshot, store its new versions, then publish it whole."""
+        """Read the folder (storing and deploying new file versions) and the rollout state,
+        then publish the next snapshot whole."""
         with self._reloading:
             scan = self.source.scan(self._snapshot)
-            for spec in scan.read:
-                self._remember(spec)
-            self._snapshot = scan.snapshot  # the one write readers can observe
-            return scan.changes
+            changes = list(scan.changes)
+            if scan.read or scan.changes or not self._synced:
+                for spec in scan.read:
+                    self.remember(spec)
+                fresh = {s.name: s for s in scan.read}
+                present = {p.name.removesuffix(".md") for p in self.directory.glob("*.md")}
+                changes += self.deployments.sync_files(files=fresh, present=present)
+                self._synced = True
+            rows = self.deployments.current()
+            ids = tuple(r.id or 0 for r in rows)
+            if self._snapshot is not EMPTY and ids == self._snapshot.deployment_ids and not changes:
+                return changes  # nothing new: the published snapshot stands
+            deployed = self._deployed(rows)
+            known = [*scan.snapshot.by_sha.values(), *self._snapshot.by_sha.values()]
+            snapshot = Snapshot.build(
+                scan.snapshot.files.values(), known=known, deployed=deployed, deployment_ids=ids
+            )
+            if ids != self._snapshot.deployment_ids:
+                changes.append(
+                    "rollout: "
+                    + ", ".join(f"{s.name} {s.sha256[:12]} ({s.meta.rollout})" for s in deployed)
+                )
+            self._snapshot = snapshot  # the one write readers can observe
+            return changes
 
-    def _remember(self, spec: Spec) -> None:
+    def _deployed(self, rows: list[Any]) -> list[Spec]:
+        """The specs of the rows in force: the latest row wins a slot, and a kind's
+        candidate; each spec carries its slot as name and its role as `meta.rollout`."""
+        latest: dict[tuple[str, str], Any] = {}
+        for r in rows:  # oldest first
+            key = (r.kind, r.slot if r.role == ACTIVE else "\0candidate")
+            latest[key] = r
+        out = []
+        for r in latest.values():
+            spec = self._serving.get((r.sha256, r.slot, r.role))
+            if spec is None:
+                try:
+                    base = self._stored_version(r.sha256)
+                except SpecError as exc:  # stored before a code change it no longer passes
+                    log.error("deployed spec version %s is refused: %s", r.sha256[:12], exc)
+                    continue
+                if base is None:
+                    log.error("spec version %s of %s is deployed but not stored", r.sha256, r.kind)
+                    continue
+                spec = dataclasses.replace(
+                    base,
+                    name=r.slot,
+                    path=self.directory / f"{r.slot}.md",
+                    meta=base.meta.model_copy(update={"rollout": r.role}),
+                )
+                self._serving[(r.sha256, r.slot, r.role)] = spec
+            out.append(spec)
+        return out
+
+    def remember(self, spec: Spec) -> None:
         self.specs.record(
             sha256=spec.sha256,
             kind=spec.kind,
@@ -205,7 +264,7 @@ class SpecRegistry:
         )
 
     async def watch(self, interval_s: float) -> None:
-        """Poll the folder for changes until cancelled."""
+        """Poll the folder and the rollout state for changes until cancelled."""
         while True:
             await asyncio.sleep(interval_s)
             try:
@@ -315,5 +374,9 @@ class SpecRegistry:
         return self.by_sha(kind, rows[0].sha256, snapshot=snap)
 
     def status(self) -> list[dict[str, Any]]:
-        """Every file: its live version, role, and any error refusing the file on disk."""
+        """Every file: its last good version, role, and any error refusing the file."""
         return self._snapshot.status()
+
+    def serving(self) -> list[dict[str, Any]]:
+        """Every version serving now, each kind's schedule and candidate."""
+        return self._snapshot.serving()

@@ -55,16 +55,28 @@ class Snapshot:
     by_sha: Mapping[str, Spec]
     schedules: Mapping[str, tuple[Spec, ...]]  # kind → active versions, earliest first
     candidates: Mapping[str, Spec]  # kind → its shadow or canary version
+    deployed: tuple[Spec, ...] = ()  # every version serving now, each in its role
+    deployment_ids: tuple[int, ...] = ()  # the database rows these came from
 
     @classmethod
-    def build(cls, files: Iterable[FileState], *, known: Iterable[Spec] = ()) -> Snapshot:
-        """A snapshot of `files`; `known` are versions loaded before (kept by sha256)."""
+    def build(
+        cls,
+        files: Iterable[FileState],
+        *,
+        known: Iterable[Spec] = (),
+        deployed: Iterable[Spec] | None = None,
+        deployment_ids: tuple[int, ...] = (),
+    ) -> Snapshot:
+        """A snapshot of `files`; `known` are versions loaded before (kept by sha256).
+        `deployed` are the versions serving, each with its role as `meta.rollout` (from the
+        database); without it, the files' own front matter gives the roles."""
         by_name = {st.name: st for st in sorted(files, key=lambda st: st.name)}
-        live = [st.live for st in by_name.values() if st.live is not None]
-        by_sha = {s.sha256: s for s in (*known, *live)}
+        file_specs = [st.live for st in by_name.values() if st.live is not None]
+        live = file_specs if deployed is None else list(deployed)
+        by_sha = {s.sha256: s for s in (*known, *file_specs, *live)}
         schedules: dict[str, list[Spec]] = {}
         candidates: dict[str, Spec] = {}
-        for s in live:  # in file-name order: the first candidate of a kind wins
+        for s in live:  # the first candidate of a kind wins
             if s.meta.rollout == "active":
                 schedules.setdefault(s.kind, []).append(s)
             else:
@@ -79,10 +91,13 @@ class Snapshot:
                 }
             ),
             candidates=MappingProxyType(candidates),
+            deployed=tuple(live),
+            deployment_ids=deployment_ids,
         )
 
     def live_specs(self) -> list[Spec]:
-        return [st.live for st in self.files.values() if st.live is not None]
+        """Every version serving now: the kinds' schedules and candidates."""
+        return list(self.deployed)
 
     def active_specs(self, kind: str) -> list[Spec]:
         """The versions in force for a kind, earliest effective_from first."""
@@ -126,8 +141,34 @@ class Snapshot:
         )
 
     def status(self) -> list[dict[str, Any]]:
-        """Every file: its live version, role, and any error refusing the file on disk."""
+        """Every file: its last good version, the role it asks for, and any error refusing
+        the file on disk."""
         return [_file_status(name, st) for name, st in self.files.items()]
+
+    def serving(self) -> list[dict[str, Any]]:
+        """Every version serving now, by kind: the schedule (live) and the candidate."""
+        out = []
+        for s in self.deployed:
+            out.append(
+                {
+                    "kind": s.kind,
+                    "name": s.name,
+                    "role": "live" if s.meta.rollout == "active" else s.meta.rollout,
+                    **_version(s),
+                }
+            )
+        return sorted(out, key=lambda d: (d["kind"], d["role"] != "live", d["name"]))
+
+
+def _version(s: Spec) -> dict[str, Any]:
+    return {
+        "sha256": s.sha256,
+        "version": s.version,
+        "rollout": s.meta.rollout,
+        "effective_from": s.meta.effective_from,
+        "title": s.meta.title,
+        "clauses": len(s.clauses),
+    }
 
 
 def _file_status(name: str, st: FileState) -> dict[str, Any]:
@@ -135,16 +176,7 @@ def _file_status(name: str, st: FileState) -> dict[str, Any]:
     return {
         "file": f"{name}.md",
         "kind": s.kind if s else None,
-        "live": None
-        if s is None
-        else {
-            "sha256": s.sha256,
-            "version": s.version,
-            "rollout": s.meta.rollout,
-            "effective_from": s.meta.effective_from,
-            "title": s.meta.title,
-            "clauses": len(s.clauses),
-        },
+        "version": None if s is None else _version(s),
         "on_disk_differs": bool(st.errors) and s is not None,
         "errors": [{"line": f.line, "field": f.key, "message": f.message} for f in st.errors],
         "warnings": [{"line": f.line, "field": f.key, "message": f.message} for f in st.warnings],
