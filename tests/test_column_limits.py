@@ -33,7 +33,8 @@ from service.log.admin import ACTIONS
 from service.log.models import KEY_NAME_MAX
 from service.log.stores import open_stores
 from service.routing.models import CarrierOption, Location, RoutingOrder, RoutingParameters
-from service.specs.deployments import ACTIONS, ACTOR_MAX, REMOVED
+from service.specs.deployments import ACTIONS as POLICY_ACTIONS
+from service.specs.deployments import ACTOR_MAX, REMOVED
 from service.specs.loader import SPEC_NAME_MAX, FrontMatter, ModelChain
 from tests import exception_cases as ex
 from tests.conftest import contract, make_settings
@@ -132,10 +133,10 @@ def worst_cases(tmp_path: Any) -> dict[str, int]:
         "decisions.response_sha256": sha,
         "chain_head.hash": sha,
         "admin_events.id": len(f"adm_{ULID()}"),
-        "admin_events.actor": max(callers, len("migration 0005")),
+        "admin_events.actor": max(callers, len("migration 0005"), len(REMOVED), ACTOR_MAX),
         "admin_events.action": max(len(a) for a in ACTIONS),
-        # a key id, a session's token hash, or a spec file name (<kind>.md)
-        "admin_events.subject": max(len(key.id), sha, kinds + len(".md")),
+        # a key id, a session's token hash, or a policy version (<kind>:<sha256>)
+        "admin_events.subject": max(len(key.id), sha, kinds + 1 + sha),
         "admin_events.prev_hash": sha,
         "admin_events.hash": sha,
         "spec_versions.sha256": sha,
@@ -154,7 +155,7 @@ def worst_cases(tmp_path: Any) -> dict[str, int]:
         "spec_deployments.ended_by": max(len(key.id), len(REMOVED), ACTOR_MAX),
         "policy_events.actor": max(len(key.id), len(REMOVED), ACTOR_MAX),
         "policy_events.kind": kinds,
-        "policy_events.action": max(len(a) for a in ACTIONS),
+        "policy_events.action": max(len(a) for a in POLICY_ACTIONS),
         "policy_events.sha256": sha,
         "api_keys.id": len(key.id),
         "api_keys.name": KEY_NAME_MAX,
