@@ -62,6 +62,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
     _, admin = keys.create(name="browser", scopes=["admin"])
     _, decide = keys.create(name="seed", scopes=["decide"])
     _, reviewer = keys.create(name="reviewer", scopes=["review"])
+    _, ops = keys.create(name="returns-ops", scopes=["policy:edit", "policy:publish"])
     h = {"Authorization": f"Bearer {decide}"}
     with httpx.Client(base_url=base, headers=h) as c:
         for i in range(6):
@@ -79,7 +80,7 @@ def server(tmp_path: Path) -> Iterator[dict[str, Any]]:
         c.post("/v1/decisions/returns", json=xss).raise_for_status()
         c.post("/v1/decisions/exceptions", json=contract("exceptions.request")).raise_for_status()
         c.post("/v1/decisions/routing", json=contract("routing.request")).raise_for_status()
-    yield {"base": base, "admin": admin, "review": reviewer}
+    yield {"base": base, "admin": admin, "review": reviewer, "ops": ops, "decide": decide}
     srv.should_exit = True
     thread.join(timeout=10)
 
@@ -204,3 +205,82 @@ def test_auditor_and_reviewer_in_a_browser(server: dict[str, Any], tmp_path: Pat
         assert page.locator(".clause code").count() > 0  # clause Markdown is rendered
         assert "`" not in page.inner_text(".clause >> nth=0")
         browser.close()
+
+
+def test_an_ops_expert_changes_the_return_window_in_a_browser(
+    server: dict[str, Any], tmp_path: Path
+) -> None:
+    """An ops-only key (policy:edit, policy:publish) edits the return window, sees lint
+    fail on a defect window shorter than it, fixes it, runs the suite, shadows, promotes;
+    a decision made afterwards cites the new version. No file is written."""
+    from playwright.sync_api import sync_playwright
+
+    shots = SHOTS if os.environ.get("ARBITER_UPDATE_SCREENSHOTS") == "1" else tmp_path
+    shots.mkdir(parents=True, exist_ok=True)
+    base = server["base"]
+    on_disk = (PROJECT_ROOT / "specs" / "returns.md").read_text()
+    late = contract("returns.request")  # change of mind on day 38: denied at 30 days
+    late["order"]["id"] = "ORD-LATE"
+    late["request"]["requested_at"] = "2026-11-13T10:00:00Z"
+    late["request"]["items"] = [
+        {"sku": "JKT-RAIN-M", "quantity": 1, "reason": "changed_mind", "condition": "new"}
+    ]
+    api = httpx.Client(base_url=base, headers={"Authorization": f"Bearer {server['decide']}"})
+    with sync_playwright() as p:
+        browser = p.chromium.launch(
+            executable_path=CHROMIUM,
+            args=["--no-sandbox", "--disable-gpu", "--disable-background-networking"],
+        )
+        page = browser.new_page(viewport={"width": 1280, "height": 900})
+        page.set_default_timeout(180_000)  # the eval suite runs twice on a loaded machine
+        page.goto(f"{base}/ui/login?next=/ui/specs")
+        page.fill("#api_key", server["ops"])
+        page.click("button[type=submit]")
+        page.wait_for_url(f"{base}/ui/specs")
+        page.click("#edit-returns")
+        page.wait_for_url("**/ui/specs/returns/edit")
+        text = page.input_value("#spec-text")
+        edited = (
+            text.replace("version: 1", "version: 2", 1)
+            .replace("return_window_days: 30", "return_window_days: 45", 1)
+            .replace("defect_window_days: 90", "defect_window_days: 40", 1)
+        )
+        page.fill("#spec-text", edited)
+        page.click("button[value=save]")
+        page.wait_for_selector("#lint-errors")
+        errors = page.inner_text("#lint-errors")
+        assert "line 11" in errors and "shorter than return_window_days (45)" in errors
+        assert "defect_window_days" in page.inner_text("#numbered .finding")
+        page.screenshot(path=str(shots / "editor-lint.png"), full_page=True)
+
+        page.fill("#spec-text", edited.replace("defect_window_days: 40", "defect_window_days: 90"))
+        page.click("button[value=save]")
+        page.wait_for_url("**/ui/specs/returns/drafts/**")
+        sha = page.url.rsplit("/", 1)[1].split("?")[0]
+        assert "return_window_days" in page.inner_text("#param-diff")
+
+        page.click("#run-eval")
+        page.wait_for_selector("#eval-result")
+        assert "r1-day-31" in page.inner_text("#moved")  # the case the change moves
+        page.click("#start-shadow")
+        page.wait_for_selector("#done")
+        assert api.post("/v1/decisions/returns", json=late).json()["outcome"] == "deny"
+        for _ in range(100):  # the shadow judges it off the request path
+            page.reload()
+            if "of 1 decision" in page.inner_text("#agreement"):
+                break
+            time.sleep(0.2)
+        assert "0.0 %" in page.inner_text("#agreement")  # 45 days approve what 30 deny
+        assert page.locator("#agreement-chart rect").count() == 1
+        page.screenshot(path=str(shots / "editor-draft.png"), full_page=True)
+
+        page.check("#accept-moved")
+        page.click("#promote")
+        page.wait_for_selector("#done")
+        assert "promoted" in page.inner_text("#done")
+        browser.close()
+    after = api.post("/v1/decisions/returns", json=late).json()
+    assert after["spec"] == {"name": "returns", "version": "2", "sha256": sha}
+    assert after["outcome"] == "approve"
+    assert (PROJECT_ROOT / "specs" / "returns.md").read_text() == on_disk
+    api.close()
