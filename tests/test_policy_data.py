@@ -168,6 +168,9 @@ async def test_draft_lint_eval_shadow_promote_rollback_through_the_api(api_facto
         serving = (await api.client.get("/v1/specs", headers=ops)).json()["serving"]
         roles = {(s["kind"], s["role"]): s["sha256"] for s in serving}
         assert roles[("returns", "shadow")] == sha
+        versions = (await api.client.get("/v1/specs/returns/versions", headers=ops)).json()
+        mine = next(v for v in versions["versions"] if v["sha256"] == sha)
+        assert mine["live"] is False and mine["roles"] == ["shadow"]
         live = (await api.decide("returns", case)).json()
         assert live["outcome"] == "deny" and live["spec"]["version"] == "1"
         r = await api.client.post(

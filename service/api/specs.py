@@ -79,10 +79,14 @@ async def list_specs(engine: EngineDep, _: PolicyReader) -> dict[str, Any]:
 async def list_versions(
     kind: str, engine: EngineDep, services: ServicesDep, _: PolicyReader
 ) -> dict[str, Any]:
-    """Every version of a kind ever loaded, newest first."""
+    """Every version of a kind ever stored, newest first, with the roles it serves in now
+    (live, shadow, canary:N)."""
     engine.kind(kind)
     rows = await anyio.to_thread.run_sync(lambda: services.stores.spec_versions.of_kind(kind=kind))
-    live = {s.sha256 for s in engine.registry.live_specs()}
+    roles: dict[str, list[str]] = {}
+    for s in engine.registry.serving():
+        if s["kind"] == kind:
+            roles.setdefault(s["sha256"], []).append(s["role"])
     return {
         "kind": kind,
         "versions": [
@@ -94,7 +98,8 @@ async def list_versions(
                 "effective_from": r.effective_from,
                 "first_seen": r.first_seen,
                 "last_seen": r.last_seen,
-                "live": r.sha256 in live,
+                "live": "live" in roles.get(r.sha256, []),
+                "roles": roles.get(r.sha256, []),
             }
             for r in rows
         ],
