@@ -302,3 +302,18 @@ def test_rules_verdicts_pass_their_own_guard(kind: str) -> None:
         g = k.guard(case, v, params, facts)
         assert not [c for c in g.checks if c.status != "passed"], (cid, g.checks)
         assert terms(g.verdict) == terms(v), cid
+
+
+def test_a_term_the_rules_do_not_list_is_refused_not_accepted() -> None:
+    """A clause added to the rules bounds the model even before anyone names its term."""
+    from service.kinds.base import Ruling, compare
+
+    k = KINDS["returns"]
+    params = SPECS["returns"].params
+    cid, case = next(c for c in cases("returns") if c[0] == "r1-day-0")
+    rules = k.fallback(case, params)
+    other = rules.model_copy(update={"refund_method": "exchange"})
+    result = compare(other, Ruling(rules, {}))  # no term listed at all
+    assert result.failed == 1 and [c.name for c in result.checks] == ["determined"]
+    assert "refund_method is exchange" in (result.checks[0].detail or ""), cid
+    assert compare(rules, Ruling(rules, {})).cost == (0, 0)

@@ -46,7 +46,7 @@ SENTENCE_MAX = 200
 # rate, and reasons ("because ..."): the template already says what the policy allows.
 # Each entry matches at a word's start, so "fraudulent", "Betrugsrisiko", "sospechoso" hit.
 INTERNAL_WORDS = {
-    "en": "score rating rated points percent risk fraud suspic flagged secur cvv cvc verif "
+    "en": "score rating rated points percent risk fraud suspic suspect flagged secur cvv cvc verif "
     "velocity proxy vpn bank issuer declin honor honour internal note system chargeback "
     "blacklist blocklist history signal mismatch because reason algorithm screening "
     "ip_address several_orders multiple_orders many_orders our_check due_to return_rate",

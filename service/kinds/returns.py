@@ -262,9 +262,8 @@ class ItemFacts:
     judgement: list[str] = field(default_factory=list)  # why the LLM should read it
     # R2: a not_as_described item with an explanation (comment, photos, inspection) is a fault
     # or a change of mind by judgement. `deny` is then its refusal as a fault (the most a
-    # verdict may grant) and `strict_deny` its refusal as a change of mind (R1, R3, R5).
+    # verdict may grant) and `com_deny` its refusal as a change of mind (R1, R3, R5).
     judged: bool = False
-    strict_deny: tuple[str, str] | None = None
     explained: bool = False  # the customer wrote a comment (R5: it may resolve a contradiction)
     com_deny: tuple[str, str] | None = None  # its refusal read as a change of mind
 
@@ -387,7 +386,6 @@ def _item_facts(case: ReturnCase, p: ReturnParameters) -> list[ItemFacts]:
             mismatch=mismatch,
             deny=deny,
             judged=judged,
-            strict_deny=refuse(as_fault=fault) if judged else deny,
             explained=bool(it.customer_comment),
             com_deny=refuse(as_fault=False),
         )
