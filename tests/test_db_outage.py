@@ -135,3 +135,38 @@ async def test_postgres_down_then_black_holed_is_503_never_a_hang(
     assert r.status_code == 200, r.text
     assert (await api.client.get("/readyz")).status_code == 200
     assert records(api) == 3
+
+
+async def test_sqlite_locked_between_claim_and_append_is_503_and_the_lease_frees_the_key(
+    api_factory: Any, tmp_path: Path
+) -> None:
+    import asyncio
+
+    from tests.fake_openai import FakeOpenAI, rules_answer
+
+    path = tmp_path / "locked-late.db"
+    with FakeOpenAI(answer=rules_answer, latency_s=0.6) as llm:
+        api, cm = await api_factory(
+            db=f"sqlite:///{path}", llm=True, llm_base_url=llm.base_url, deadline_s=2.0,
+            **TIMEOUTS,
+        )  # fmt: skip
+        try:
+            key = {"Idempotency-Key": "late"}
+            request = asyncio.create_task(api.decide("returns", contract("returns.request"), **key))
+            while not llm.chat_requests:  # claimed, now asking the model
+                await asyncio.sleep(0.02)
+            locker = sqlite3.connect(path, isolation_level=None)
+            locker.execute("BEGIN IMMEDIATE")  # the append and the release both meet it
+            r = await request
+            assert_unavailable(r)  # was 500: the failed release replaced the 503
+            locker.execute("ROLLBACK")
+            locker.close()
+            retry = await api.decide("returns", contract("returns.request"), **key)
+            assert retry.status_code == 409  # the claim could not be released: its lease holds
+            await asyncio.sleep(2.0 + WAIT_S - 0.5)  # the lease: deadline + database wait
+            retry = await api.decide("returns", contract("returns.request"), **key)
+            assert retry.status_code == 200, retry.text
+            assert records(api) == 1
+        finally:
+            await api.client.aclose()
+            await cm.__aexit__(None, None, None)
