@@ -1456,6 +1456,20 @@ E(
     {**fraud(90), "order": {**fraud(90)["order"], "risk_score": 10}},
     not_action=("release",),
 )
+# The order itself carries a risk score of 90: "orders with a risk score at or above 85 are
+# never released automatically", whichever of the two fields holds it.
+E(
+    "E9",
+    "order-score-high-detail-low-not-released",
+    {**fraud(10), "order": {**fraud(10)["order"], "risk_score": 90}},
+    action=ESCALATE,
+)
+E(
+    "E9",
+    "order-score-cancel-level-detail-low-cancelled",
+    {**fraud(10), "order": {**fraud(10)["order"], "risk_score": 97}},
+    action="cancel_order",
+)
 
 # --- E10 / E11 splits (order value 172.00: 5 % = 8.60) -----------------------------------
 E("E10", "extra-8.00-approved", split("8.00"), action="approve_split")
@@ -1518,7 +1532,8 @@ def check_exception_invariants(case: dict[str, Any], body: dict[str, Any]) -> No
     if action in WAITING:
         assert v["hold"] is True, f"E1: {action} keeps the order on hold"
     assert {f"arbiter:{kind}", f"arbiter:{action}"} <= set(v["tags"]), "E14"
-    if kind == "fraud_review" and case["details"]["risk_score"] >= 85:
+    details = case["details"]
+    if kind == "fraud_review" and max(details["risk_score"], case["order"]["risk_score"]) >= 85:
         assert action != "release", "E9"
     if "vip" in case["customer"]["flags"]:
         assert action != "cancel_order", "E11"

@@ -257,6 +257,12 @@ class FraudReviewCase(_CaseBase):
     exception: Literal["fraud_review"]
     details: FraudReviewDetails
 
+    @property
+    def risk(self) -> int:
+        """The order's risk score for E9: the higher of the order's and the provider's, so
+        two disagreeing scores never release (or spare from cancelling) a high-risk order."""
+        return max(self.order.risk_score, self.details.risk_score)
+
 
 class SplitShipmentCase(_CaseBase):
     exception: Literal["split_shipment"]
@@ -777,7 +783,7 @@ def _shortfall(case: InventoryShortfallCase, p: ExceptionParameters, vip: bool) 
 
 def _fraud(case: FraudReviewCase, p: ExceptionParameters, vip: bool) -> Ruleset:
     d = case.details
-    risk = d.risk_score
+    risk = case.risk
     strong = set(d.signals) & set(p.strong_fraud_signals)
     explained = bool(case.customer_comment)
     escalate_why = f"risk {risk} with signals {', '.join(d.signals) or 'none'}: fraud team decides"
