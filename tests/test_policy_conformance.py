@@ -2221,3 +2221,60 @@ async def test_routing(conf: Client, clause: str, case: dict[str, Any], expected
     assert body["outcome"] in (body["verdict"]["action"], body["verdict"]["plan_id"])
     check_routing_invariants(case, body)
     check_routing_expected(body, expected)
+
+
+# =========================================================================================
+# Names spelled in another case: `Swimwear`, `HAZMAT`, `Fragile` and `VIP` are the policy's
+# swimwear, hazmat, fragile and vip (R3, R8, R10, E3, E7, E11, T1)
+# =========================================================================================
+
+
+def respell(case: dict[str, Any], sku: str, **fields: Any) -> dict[str, Any]:
+    for ln in case["order"]["lines"]:
+        if ln["sku"] == sku:
+            ln.update(fields)
+    return case
+
+
+SPELLINGS: list[tuple[str, str, str, dict[str, Any], dict[str, Any]]] = [
+    ("R3", "Swimwear-final-sale", "returns",
+     respell(ret(item("SWIM")), "SWIM", category="Swimwear"), {"outcome": "deny"}),
+    ("R3", "Final_Sale-tag", "returns",
+     respell(ret(item("TEE")), "TEE", tags=["Final_Sale"]), {"outcome": "deny"}),
+    ("R8", "HAZMAT-tag-never-restocked", "returns",
+     respell(ret(item("TORCH")), "TORCH", tags=["HAZMAT"]),
+     {"outcome": "approve", "dispositions": ["return_to_vendor"]}),
+    ("R10", "Electronics-fee", "returns",
+     respell(ret(item("HEAD", "changed_mind", "opened")), "HEAD", category="Electronics"),
+     {"outcome": "approve", "fee": "15.00", "dispositions": ["refurbish"]}),
+    ("E3", "STOLEN_CARD-never-retried", "exceptions", pay("STOLEN_CARD"),
+     {"action": "cancel_order"}),
+    ("E4", "Expired_Card-contact", "exceptions", pay("Expired_Card"),
+     {"action": "contact_customer"}),
+    ("E3+E11", "VIP-flag-held", "exceptions", pay("stolen_card", flags=["VIP"]),
+     {"action": "hold"}),
+    ("E7", "No_Substitutions-flag", "exceptions",
+     short("2026-12-20", [("MUG-T", "18.00", 40)], flags=["No_Substitutions"]),
+     {"action": "contact_customer", "substitute": (None,)}),
+    ("T1", "Fragile-tag-needs-capability", "routing",
+     route([("X", 1, ["Fragile"])], loc("ST-A", {"X": 5}, opt("5.00"), type="store"),
+           loc("WH-B", {"X": 5}, caps=["FRAGILE"])),
+     {"locations": ["WH-B"]}),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("clause", "kind", "case", "expected"),
+    [pytest.param(c, k, case, e, id=f"{c}:{cid}") for c, cid, k, case, e in SPELLINGS],
+)
+async def test_names_in_another_case(
+    conf: Client, clause: str, kind: str, case: dict[str, Any], expected: Any
+) -> None:
+    body = await conf.decide(kind, copy.deepcopy(case))
+    if kind == "returns":
+        check_expected(body, expected)
+    elif kind == "exceptions":
+        check_exception_invariants(case, body)
+        check_exception_expected(case, body, expected)
+    else:
+        check_routing_expected(body, expected)

@@ -5,19 +5,22 @@ from __future__ import annotations
 import re
 from typing import Annotated
 
-from pydantic import Field
+from pydantic import AfterValidator, Field
 
 from service.kinds.base import Money, StrictModel
 
 Count = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 Sku = Annotated[str, Field(min_length=1, max_length=64)]
-Tag = Annotated[str, Field(max_length=64)]
+# Categories, tags, flags, capabilities and decline codes are names the policies spell in
+# lower case: `Swimwear`, `HAZMAT`, `Fragile`, `VIP` or `STOLEN_CARD` mean the same as the
+# policy's name (read and logged lower-cased), never a name no clause knows.
+Tag = Annotated[str, Field(max_length=64), AfterValidator(str.lower)]
 
 
 class Line(StrictModel):
     sku: Sku
     title: str = Field(max_length=300)
-    category: str = Field(max_length=64)
+    category: Tag
     quantity: Count
     unit_price: Money
     tags: list[Tag] = Field(default_factory=list, max_length=32)

@@ -140,7 +140,7 @@ class AddressInvalidDetails(StrictModel):
 
 
 class PaymentFailedDetails(StrictModel):
-    decline_code: str = Field(max_length=64)
+    decline_code: Tag
     attempts: int = Field(ge=1, le=100, description="Payment attempts made so far.")
     amount: Money
     last_attempt_at: Timestamp
