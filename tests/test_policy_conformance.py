@@ -2278,3 +2278,29 @@ async def test_names_in_another_case(
         check_exception_expected(case, body, expected)
     else:
         check_routing_expected(body, expected)
+
+
+@pytest.mark.parametrize(
+    "unshipped",
+    [
+        pytest.param({"MUG": (10, True), "LAMP": (1, False)}, id="E5:more-units-than-ordered"),
+        pytest.param({"MUG": (5, True), "LAMP": (1, False)}, id="E5:one-unit-more-than-ordered"),
+    ],
+)
+async def test_capture_never_above_ready_items_ordered(
+    conf: Client, unshipped: dict[str, tuple[int, bool]]
+) -> None:
+    """E5: the ready items are at most the 4 mugs ordered (72.00); a capture of the whole
+    authorization (172.00, the lamp that is not ready included) is never right."""
+    r = await conf.client.post(
+        "/v1/decisions/exceptions",
+        json=auth(6, unshipped),
+        headers={"Authorization": f"Bearer {conf.key}"},
+    )
+    if r.status_code == 422:
+        assert "details.unshipped.0.quantity" in r.text, r.text
+        return
+    assert r.status_code == 200, r.text
+    v = r.json()["verdict"]
+    if v["action"] == "capture_partial":
+        assert D(v["capture_amount"]) <= D("72.00"), v["capture_amount"]

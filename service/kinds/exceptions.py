@@ -229,9 +229,16 @@ class PaymentAuthExpiringCase(_CaseBase):
 
     @model_validator(mode="after")
     def _skus(self) -> PaymentAuthExpiringCase:
+        units: dict[str, int] = {}
         for i, u in enumerate(self.details.unshipped):
-            if self.order.line(u.sku) is None:
+            line = self.order.line(u.sku)
+            if line is None:
                 raise ValueError(f"details.unshipped.{i}.sku {u.sku!r} is not on the order")
+            units[u.sku] = units.get(u.sku, 0) + u.quantity
+            if units[u.sku] > line.quantity:  # E5: a capture is never above the items' value
+                raise ValueError(
+                    f"details.unshipped.{i}.quantity exceeds the ordered quantity ({line.quantity})"
+                )
         return self
 
 
