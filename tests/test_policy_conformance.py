@@ -25,7 +25,9 @@ import pytest
 import pytest_asyncio
 
 from service.app import create_app
+from tests import routing_cases
 from tests.conftest import make_settings
+from tests.exception_cases import ADDRESS
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 
@@ -967,15 +969,7 @@ def exc(
             "payment_method": "card",
             "payment_status": "authorized",
             "risk_score": risk,
-            "shipping_address": {
-                "name": "Dana Reyes",
-                "line1": "18 Harbor St",
-                "line2": None,
-                "city": "Portland",
-                "region": "ME",
-                "postal_code": "04101",
-                "country": "US",
-            },
+            "shipping_address": dict(ADDRESS),
             "lines": [
                 {
                     "sku": s,
@@ -1009,15 +1003,7 @@ def addr(result: str, *sugg: tuple[str, float], **kw: Any) -> dict[str, Any]:
         {
             "id": sid,
             "confidence": c,
-            "address": {
-                "name": "Dana Reyes",
-                "line1": f"{sid} Harbor Street",
-                "line2": None,
-                "city": "Portland",
-                "region": "ME",
-                "postal_code": "04101",
-                "country": "US",
-            },
+            "address": {**ADDRESS, "line1": f"{sid} Harbor Street"},
         }
         for sid, c in sugg
     ]
@@ -1637,14 +1623,7 @@ def opt(
     carrier: str = "UPS",
     service: str = "ground",
 ) -> dict[str, Any]:
-    return {
-        "carrier": carrier,
-        "service": service,
-        "cost": cost,
-        "transit_days": transit,
-        "on_time_rate": on_time,
-        "co2_kg": co2,
-    }
+    return routing_cases.opt(carrier, service, cost, transit, on_time, co2)
 
 
 def loc(
@@ -1656,17 +1635,10 @@ def loc(
     caps: list[str] | None = None,
     active: bool = True,
 ) -> dict[str, Any]:
-    return {
-        "id": lid,
-        "type": type,
-        "lat": 41.9,
-        "lon": -87.6,
-        "stock": stock,
-        "backlog_hours": backlog,
-        "capabilities": caps or [],
-        "options": list(options) or [opt()],
-        "active": active,
-    }
+    built = routing_cases.loc(
+        lid, stock, type=type, caps=caps, options=list(options), backlog=backlog, active=active
+    )
+    return {**built, "lat": 41.9, "lon": -87.6}
 
 
 def route(
@@ -1677,18 +1649,9 @@ def route(
     method: str = "standard",
     peak: bool = False,
 ) -> dict[str, Any]:
-    return {
-        "order": {
-            "id": "ORD-RT-1",
-            "placed_at": placed,
-            "promised_by": promised,
-            "shipping_method": method,
-            "destination": {"postal_code": "60614", "country": "US", "lat": 41.92, "lon": -87.65},
-            "lines": [{"sku": s, "quantity": q, "tags": t} for s, q, t in lines],
-        },
-        "locations": list(locations),
-        "peak": peak,
-    }
+    return routing_cases.case(
+        lines, list(locations), promised=promised, method=method, placed=placed, peak=peak
+    )
 
 
 ONE = [("X", 1, [])]
