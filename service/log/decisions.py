@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -16,6 +15,7 @@ from sqlmodel import SQLModel, col, select
 from service.errors import Conflict, StoreUnavailable
 from service.log.chain import GENESIS, HASH_VERSION, record_hash, shard_of
 from service.log.db import Database
+from service.log.group import GroupCommit, Pending
 from service.log.heads import (
     chain_name,
     head_info,
@@ -97,14 +97,19 @@ class VerifyReport:
         }
 
 
+@dataclass
+class _Append:
+    row: DecisionRow
+    idempotency: tuple[str, str, str] | None
+
+
 class DecisionLog:
     """Append-only decision records in `shards` hash chains (a fixed count, set when the
     database is created); routes and the engine never write SQL."""
 
     def __init__(self, *, db: Database):
         self.db = db
-        self._locks: dict[int, threading.Lock] = {}
-        self._locks_lock = threading.Lock()
+        self._group: GroupCommit[_Append] = GroupCommit(self._write_batch)
         self._shards: int | None = None
 
     @property
@@ -125,11 +130,9 @@ class DecisionLog:
         serialised by one head."""
         return shard_of(row.order_id or row.supersedes or row.id, self.shards)
 
-    def _lock(self, shard: int) -> threading.Lock:
-        # SQLite has one writer per database: one lock for every shard avoids busy waits
-        key = 0 if self.db.url.startswith("sqlite") else shard
-        with self._locks_lock:
-            return self._locks.setdefault(key, threading.Lock())
+    def _lane(self, shard: int) -> int:
+        # SQLite has one writer per database: one lane for every shard avoids busy waits
+        return 0 if self.db.url.startswith("sqlite") else shard
 
     def append(
         self, *, row: DecisionRow, idempotency: tuple[str, str, str] | None = None
@@ -137,54 +140,79 @@ class DecisionLog:
         """Link the row to its shard's chain and write it with the new head, in one
         transaction; with `idempotency=(scope, response, claim)` the key is completed in that
         transaction too, if that claim still holds it, and the response's sha256 is hashed
-        into the record."""
-        decisions, _, keys = TABLES
+        into the record.
+
+        Group commit: appends that wait at the same moment share that transaction and its
+        one fsync (service/log/group.py); this returns once the row is durable. A failed
+        transaction is StoreUnavailable for every append in it: none was answered."""
         shard = self.shard_for(row)
+        written: DecisionRow = self._group.submit(self._lane(shard), _Append(row, idempotency))
+        return written
+
+    def _write_batch(self, batch: list[Pending[_Append]]) -> None:
+        """One transaction for the batch: each row linked after the one before it in its
+        shard, the heads moved once, one commit. A row whose own check fails (already
+        reviewed, lease lost) gets its Conflict and writes nothing; the others go on."""
+        decisions, _, keys = TABLES
+        heads: dict[int, tuple[str, int]] = {}  # shard -> (hash, count) as this batch moves it
+        moved: dict[int, int] = {}  # shard -> seq of its last row in this batch
         try:
             # Core statements, not the ORM unit of work: this is the hot path of every decision.
-            with self._lock(shard), self.db.engine.begin() as conn:
-                head_hash, head_count = lock_head(conn, shard)
-                if (
-                    row.supersedes is not None
-                    and conn.execute(
-                        select(decisions.c.id).where(decisions.c.supersedes == row.supersedes)
-                    ).first()
-                ):
-                    raise Conflict(
-                        f"{row.supersedes} has already been reviewed",
-                        details={"decision_id": row.supersedes},
-                    )
-                if idempotency is not None:
-                    row.response_sha256 = hashlib.sha256(idempotency[1].encode()).hexdigest()
-                row.shard, row.hash_version = shard, HASH_VERSION
-                row.seq = next_seq(conn, "decisions")
-                row.prev_hash = head_hash
-                row.hash = record_hash(row)
-                conn.execute(insert(decisions).values(row.model_dump()))
-                move_head(conn, shard, seq=row.seq, hash=row.hash, count=head_count + 1)
-                if idempotency is not None:
-                    scope, response, claim = idempotency
-                    done = conn.execute(
-                        update(keys)
-                        .where(
-                            keys.c.scope == scope,
-                            keys.c.state == "in_flight",
-                            keys.c.claim == claim,
+            with self.db.engine.begin() as conn:
+                for p in batch:
+                    row, idempotency = p.item.row, p.item.idempotency
+                    shard = self.shard_for(row)
+                    if shard not in heads:  # the head's lock, held to the commit
+                        heads[shard] = lock_head(conn, shard)
+                    if (
+                        row.supersedes is not None
+                        and conn.execute(
+                            select(decisions.c.id).where(decisions.c.supersedes == row.supersedes)
+                        ).first()
+                    ):
+                        p.error = Conflict(
+                            f"{row.supersedes} has already been reviewed",
+                            details={"decision_id": row.supersedes},
                         )
-                        .values(state="done", response=response, decision_id=row.id)
-                    )
-                    if done.rowcount != 1:  # rolled back: the retry that took it over decides
-                        raise Conflict(
-                            "this request outlived its Idempotency-Key's lease and a retry "
-                            "took the key over; retry to get that answer",
-                            headers={"Retry-After": "1"},
+                        continue
+                    if idempotency is not None:
+                        scope, response, claim = idempotency
+                        done = conn.execute(
+                            update(keys)
+                            .where(
+                                keys.c.scope == scope,
+                                keys.c.state == "in_flight",
+                                keys.c.claim == claim,
+                            )
+                            .values(state="done", response=response, decision_id=row.id)
                         )
-                return row
+                        if done.rowcount != 1:  # the retry that took the key over decides
+                            p.error = Conflict(
+                                "this request outlived its Idempotency-Key's lease and a retry "
+                                "took the key over; retry to get that answer",
+                                headers={"Retry-After": "1"},
+                            )
+                            continue
+                        row.response_sha256 = hashlib.sha256(response.encode()).hexdigest()
+                    head_hash, head_count = heads[shard]
+                    row.shard, row.hash_version = shard, HASH_VERSION
+                    row.seq = next_seq(conn, "decisions")
+                    row.prev_hash = head_hash
+                    row.hash = record_hash(row)
+                    conn.execute(insert(decisions).values(row.model_dump()))
+                    heads[shard], moved[shard] = (row.hash, head_count + 1), row.seq
+                    p.result = row
+                for shard, seq in moved.items():
+                    head_hash, count = heads[shard]
+                    move_head(conn, shard, seq=seq, hash=head_hash, count=count)
         except SQLAlchemyError as exc:
-            raise StoreUnavailable(
-                "the decision could not be written to the log; no decision was made",
-                details={"error": type(exc).__name__},
-            ) from exc
+            for p in batch:  # rolled back: no row of this batch was written
+                p.result = None
+                p.error = StoreUnavailable(
+                    "the decision could not be written to the log; no decision was made",
+                    details={"error": type(exc).__name__},
+                )
+                p.error.__cause__ = exc
 
     def response_matches(self, *, decision_id: str | None, response: str) -> bool:
         """Whether a stored idempotent response is the one its decision record was logged
