@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from typing import Any
 
+from sqlalchemy.exc import IntegrityError
 from sqlmodel import col, select
 
 from service.errors import LogTampered
@@ -62,7 +63,15 @@ class SpecVersionStore:
             else:
                 row.last_seen = now
             s.add(row)
-            s.commit()
+            try:
+                s.commit()
+            except IntegrityError:
+                # another process stored this very text at the same moment (several
+                # workers starting on a new database): the sha256 is the content, so the
+                # version is recorded either way
+                s.rollback()
+                if s.get(SpecVersionRow, sha256) is None:
+                    raise
 
     def of_kind(self, *, kind: str) -> list[SpecVersionRow]:
         """Every stored version of a kind, newest first."""
