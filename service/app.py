@@ -25,7 +25,7 @@ from service import __version__
 from service.api import audit, decisions, health, reviews, specs, ui
 from service.errors import ArbiterError, StoreUnavailable, validation_details
 from service.http import ResponseHeaders
-from service.kinds.registry import KINDS
+from service.kinds.registry import KINDS, Kinds
 from service.limits import BodyLimits, build_limiter
 from service.llm.client import LLMClient, describe_probe, model_names
 from service.log.idempotency import IdempotencyStore
@@ -75,13 +75,19 @@ async def publish_checkpoints(stores: Stores, settings: Settings) -> None:
         await asyncio.sleep(settings.checkpoint_interval_s)
 
 
-def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None) -> FastAPI:
-    """The ASGI app; nothing is built before the lifespan starts."""
+def create_app(
+    settings: Settings | None = None, *, llm: LLMClient | None = None, kinds: Kinds | None = None
+) -> FastAPI:
+    """The ASGI app for the `kinds` registry (default: the kinds that ship); nothing is
+    built before the lifespan starts."""
     settings = settings or get_settings()
+    kinds = KINDS if kinds is None else kinds
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        services = await anyio.to_thread.run_sync(lambda: build_services(settings, llm=llm))
+        services = await anyio.to_thread.run_sync(
+            lambda: build_services(settings, llm=llm, kinds=kinds)
+        )
         engine = services.require_engine()
         app.state.settings = settings
         app.state.services = services
@@ -141,7 +147,7 @@ def create_app(settings: Settings | None = None, *, llm: LLMClient | None = None
         BodyLimits, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
     )
     app.add_middleware(ResponseHeaders)  # outermost: every response, errors too
-    app.include_router(decisions.build_router(KINDS))
+    app.include_router(decisions.build_router(kinds))
     app.include_router(reviews.router)
     app.include_router(audit.router)
     app.include_router(audit.proof_router)

@@ -23,11 +23,11 @@ from service.errors import (
     VerdictRefused,
     validation_details,
 )
-from service.kinds.base import WORDING_FIELDS, Check, VerdictBase
+from service.kinds.base import WORDING_FIELDS, Check, VerdictBase, field_paths
 from service.kinds.registry import AnyKind
 from service.log.chain import utc_iso
 from service.log.decisions import DecisionFilter, DecisionLog
-from service.log.masking import MASK, mask_record, mask_tokens
+from service.log.masking import MASK, mask_record, mask_tokens, masked_verdict_fields, record_paths
 from service.log.models import DecisionRow, utcnow
 from service.specs.registry import SpecRegistry
 
@@ -59,7 +59,12 @@ def _clauses(registry: SpecRegistry, row: DecisionRow) -> list[dict[str, str]]:
 
 
 def decision_detail(
-    log: DecisionLog, registry: SpecRegistry, row: DecisionRow, *, pii: bool
+    log: DecisionLog,
+    registry: SpecRegistry,
+    kinds: Mapping[str, AnyKind],
+    row: DecisionRow,
+    *,
+    pii: bool,
 ) -> dict[str, Any]:
     """The full record as auditors read it: why, with the policy text used, and links."""
     shadows, sups = log.related(decision_id=row.id)
@@ -105,7 +110,7 @@ def decision_detail(
     if pii:
         data["masked"] = []
         return data
-    masked, paths = mask_record(data)
+    masked, paths = mask_record(data, kinds.get(row.kind))
     masked["masked"] = paths
     return masked
 
@@ -129,6 +134,7 @@ EXPORT_COLUMNS = [
     "model",
     "cited_clauses",
     "rationale",
+    "amounts",
     "prompt_tokens",
     "completion_tokens",
     "cost_usd",
@@ -149,6 +155,14 @@ def csv_cell(value: Any) -> Any:
     return value
 
 
+def money_columns(kind: AnyKind | None, verdict: dict[str, Any]) -> str:
+    """The verdict's top-level amounts (fields the kind tags as money), as "name=value"."""
+    if kind is None:
+        return ""
+    names = [p for p in field_paths(kind.Verdict).money if "." not in p]
+    return " ".join(f"{n}={verdict[n]}" for n in names if verdict.get(n) is not None)
+
+
 def export_lines(
     log: DecisionLog,
     filters: DecisionFilter,
@@ -156,6 +170,7 @@ def export_lines(
     *,
     pii: bool,
     counted: list[int] | None = None,
+    kinds: Mapping[str, AnyKind],
 ) -> Iterator[str]:
     """JSON lines, or a CSV header and rows, one record at a time; `counted[0]` counts
     the records written. Every record carries its chain fields (seq, shard, prev_hash,
@@ -165,7 +180,7 @@ def export_lines(
         for row in log.stream(filters=filters):
             rec = record_dict(row)
             if not pii:
-                rec, paths = mask_record(rec)
+                rec, paths = mask_record(rec, kinds.get(row.kind))
                 rec["masked"] = paths
             n[0] += 1
             yield json.dumps(rec, default=str, ensure_ascii=False) + "\n"
@@ -183,8 +198,14 @@ def export_lines(
     yield flush()
     for row in log.stream(filters=filters):
         rec = record_dict(row)
+        k = kinds.get(row.kind)
         usage, latency = rec["usage"] or {}, rec["latency_ms"] or {}
+        rationale = rec["rationale"]
+        if not pii and rationale and "rationale" in record_paths(k):
+            rationale = MASK  # may quote the customer
         extra = {
+            "rationale": rationale,
+            "amounts": money_columns(k, rec["verdict"]),
             "cited_clauses": " ".join(rec["cited_clauses"]),
             "prompt_tokens": usage.get("prompt_tokens"),
             "completion_tokens": usage.get("completion_tokens"),
@@ -394,12 +415,13 @@ async def submit_review(
     verdict: dict[str, Any] | None,
     note: str,
     reviewer: str,
-    unseen: frozenset[str] = frozenset(),
+    pii: bool,
 ) -> DecisionRow:
     """A new record that supersedes the decision (or a review awaiting a second reviewer);
     never an edit. The kind's guard checks it; 409 if already reviewed.
 
-    `unseen`: verdict fields the reviewer sees masked; left out, they keep the stored value.
+    Without `pii`, the verdict fields the reviewer sees masked (the kind's personal ones)
+    may be left out: they keep the stored value.
     """
     import anyio
 
@@ -433,6 +455,7 @@ async def submit_review(
                 "leave a field you cannot see out to keep it as it is",
                 details=[{"field": p, "reason": f"contains {MASK}"} for p in hidden],
             )
+        unseen = frozenset() if pii else masked_verdict_fields(k)
         data = {**{f: target.verdict[f] for f in unseen if f in target.verdict}, **verdict}
     root, v, checks, four_eyes = await anyio.to_thread.run_sync(
         lambda: _check_review(log, k, registry, target, data)

@@ -8,8 +8,9 @@ import logging
 import os
 import re
 import sys
+from contextvars import ContextVar
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,6 +19,9 @@ from service.auth import SCOPES
 from service.errors import ArbiterError
 from service.limits import MAX_SEQ
 from service.settings import get_settings, redact_url
+
+if TYPE_CHECKING:
+    from service.kinds.registry import Kinds
 
 app = typer.Typer(help="Arbiter: decisions for order operations.", no_args_is_help=True)
 log_app = typer.Typer(help="The decision log.", no_args_is_help=True)
@@ -32,6 +36,24 @@ app.add_typer(eval_app, name="eval")
 app.add_typer(keys_app, name="keys")
 out = Console(soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 err = Console(stderr=True, soft_wrap=True)
+
+
+_handed_kinds: ContextVar[Kinds | None] = ContextVar("arbiter_cli_kinds", default=None)
+
+
+@app.callback()
+def _root(ctx: typer.Context) -> None:
+    """Arbiter: decisions for order operations."""
+    if ctx.obj is not None:  # a registry of kinds handed in: app(obj=kinds), CliRunner(obj=)
+        _handed_kinds.set(ctx.obj)
+
+
+def _kinds() -> Kinds:
+    """The registry of decision kinds: the one handed to the CLI, else the kinds that ship."""
+    from service.kinds.registry import KINDS
+
+    kinds = _handed_kinds.get()
+    return KINDS if kinds is None else kinds
 
 
 def _fail(message: str, code: int = 1) -> None:
@@ -84,7 +106,7 @@ def serve(
     # every line carries [request id]; arbiter.access logs each request; no line a secret
     configure_logging(secrets=[*db_passwords(settings.db_url()), settings.llm_key() or ""])
     logging.getLogger("alembic").setLevel(logging.WARNING)
-    stores = build_services(settings, engine=False).stores
+    stores = build_services(settings, engine=False, kinds=_kinds()).stores
     if stores.keys.count() == 0:
         row, secret = stores.keys.create(name="first admin", scopes=["admin"], actor="serve")
         if on_terminal():  # a person reads it; it goes nowhere else
@@ -119,7 +141,7 @@ def serve(
 
 @app.command()
 def decide(
-    kind: Annotated[str, typer.Argument(help="returns | exceptions | routing")],
+    kind: Annotated[str, typer.Argument(help="A decision kind, e.g. the name of a spec's `kind:`")],
     file: Annotated[Path, typer.Argument(help="A JSON case file, or - for stdin.")],
 ) -> None:
     """Decide one case from a JSON file and print the envelope (logged like any decision)."""
@@ -133,7 +155,7 @@ def decide(
     settings = get_settings()
 
     async def run() -> str:
-        services = build_services(settings)
+        services = build_services(settings, kinds=_kinds())
         try:
             engine = services.require_engine()
             case = engine.parse_case(kind, data)
@@ -198,7 +220,7 @@ def log_verify(
         return
     from service.services import build_services
 
-    stores = build_services(settings, engine=False, migrate=False).stores
+    stores = build_services(settings, engine=False, migrate=False, kinds=_kinds()).stores
     try:
         if published is None:
             plain = stores.log.verify(from_seq=from_seq, to_seq=to_seq)
@@ -237,7 +259,7 @@ def log_checkpoint() -> None:
     from service.services import build_services
 
     settings = get_settings()
-    stores = build_services(settings, engine=False, migrate=False).stores
+    stores = build_services(settings, engine=False, migrate=False, kinds=_kinds()).stores
     try:
         path, cp = checkpoint_now(stores, settings)
     except ArbiterError as exc:
@@ -301,11 +323,13 @@ def log_export(
         )
     except ArbiterError as exc:
         _fail(exc.message, 2)
-    stores = build_services(get_settings(), engine=False, migrate=False).stores
+    stores = build_services(get_settings(), engine=False, migrate=False, kinds=_kinds()).stores
     counted = [0]
     sink = out_file.open("w", encoding="utf-8") if out_file else sys.stdout
     try:
-        for chunk in export_lines(stores.log, flt, format, pii=pii, counted=counted):
+        for chunk in export_lines(
+            stores.log, flt, format, pii=pii, counted=counted, kinds=_kinds()
+        ):
             sink.write(chunk)
     finally:
         if out_file:
@@ -317,7 +341,7 @@ def log_export(
 def _key_stores() -> Any:
     from service.services import build_services
 
-    return build_services(get_settings(), engine=False).stores
+    return build_services(get_settings(), engine=False, kinds=_kinds()).stores
 
 
 @keys_app.command("create")
@@ -421,7 +445,7 @@ def keys_rotate(
 def _registry() -> Any:
     from service.services import build_services
 
-    return build_services(get_settings(), use_llm=False).require_engine().registry
+    return build_services(get_settings(), use_llm=False, kinds=_kinds()).require_engine().registry
 
 
 @spec_app.command("lint")
@@ -449,6 +473,7 @@ def spec_lint(
             prompts_dir=settings.prompts_dir,
             token_budget=settings.prompt_token_budget,
             settings=settings,
+            kinds=_kinds(),
         )
         failed += not analysis.ok
         print(report(analysis))
@@ -503,7 +528,7 @@ def spec_list() -> None:
 
 @spec_app.command("show")
 def spec_show(
-    kind: Annotated[str, typer.Argument(help="returns | exceptions | routing")],
+    kind: Annotated[str, typer.Argument(help="A decision kind, e.g. the name of a spec's `kind:`")],
     ref: Annotated[str, typer.Argument(help="live, candidate, a version label or sha256")] = "live",
 ) -> None:
     """Print one version of a spec: its identity, then its text."""
@@ -522,7 +547,7 @@ def spec_show(
 
 @spec_app.command("diff")
 def spec_diff(
-    kind: Annotated[str, typer.Argument(help="returns | exceptions | routing")],
+    kind: Annotated[str, typer.Argument(help="A decision kind, e.g. the name of a spec's `kind:`")],
     old: Annotated[str, typer.Argument(help="from: live, a version label or sha256")],
     new: Annotated[str, typer.Argument(help="to: live, candidate, a version label or sha256")],
 ) -> None:
@@ -641,7 +666,7 @@ def spec_promote(
 
 @spec_app.command("rollback")
 def spec_rollback(
-    kind: Annotated[str, typer.Argument(help="returns | exceptions | routing")],
+    kind: Annotated[str, typer.Argument(help="A decision kind, e.g. the name of a spec's `kind:`")],
     to: Annotated[
         str | None, typer.Option(help="version label or sha256 (default: the previous version)")
     ] = None,
@@ -681,6 +706,7 @@ def _run_eval(kinds: list[str], config: Any, label: str) -> Any:
             settings=get_settings(),
             config=config,
             suites=suites,
+            kinds=_kinds(),
             progress=lambda _: bar.advance(task),
         )
 
@@ -747,9 +773,7 @@ def _print_summary(result: Any) -> None:
 @eval_app.callback(invoke_without_command=True)
 def eval_run(
     ctx: typer.Context,
-    kind: Annotated[
-        str | None, typer.Option(help="returns | exceptions | routing (default: all)")
-    ] = None,
+    kind: Annotated[str | None, typer.Option(help="A decision kind (default: all)")] = None,
     spec: Annotated[str | None, typer.Option(help="A spec file or a stored sha256")] = None,
     model: Annotated[str | None, typer.Option(help="Use this model instead of the spec's")] = None,
     mode: Annotated[str, typer.Option(help="rules | recorded | live")] = "rules",
@@ -771,15 +795,15 @@ def eval_run(
     from service.evals.compare import compare_runs, print_compare
     from service.evals.report import write_reports
     from service.evals.runner import MODES, RunConfig, gate, load_thresholds
-    from service.kinds.registry import KINDS
 
+    known = _kinds()
     if mode not in MODES:
         _fail(f"--mode must be one of {', '.join(MODES)}", 2)
     if record and mode != "live":
         _fail("--record needs --mode live (recording stores real model replies)", 2)
-    if kind is not None and kind not in KINDS:
-        _fail(f"unknown kind {kind!r}; known: {', '.join(KINDS)}", 2)
-    kinds = [kind] if kind else list(KINDS)
+    if kind is not None and kind not in known:
+        _fail(f"unknown kind {kind!r}; known: {', '.join(known)}", 2)
+    kinds = [kind] if kind else list(known)
     try:
         if compare:
             configs = []
@@ -878,10 +902,10 @@ def eval_add_from_log(
     from service.evals.fromlog import add_from_log
     from service.services import build_services
 
-    stores = build_services(get_settings(), engine=False).stores
+    stores = build_services(get_settings(), engine=False, kinds=_kinds()).stores
     try:
         path, case_id, expected, masked = add_from_log(
-            stores.log, decision_id, _evals_root(), suite, include_pii=include_pii
+            stores.log, decision_id, _evals_root(), suite, include_pii=include_pii, kinds=_kinds()
         )
     except ArbiterError as exc:
         _fail(exc.message, 2)
@@ -897,7 +921,7 @@ def eval_add_from_log(
 
 @app.command()
 def replay(
-    kind: Annotated[str, typer.Option(help="returns | exceptions | routing")],
+    kind: Annotated[str, typer.Option(help="A decision kind, e.g. the name of a spec's `kind:`")],
     since: Annotated[str, typer.Option(help="UTC date or time, e.g. 2026-11-01")],
     spec: Annotated[str, typer.Option(help="Candidate: a spec file or a stored sha256")],
     limit: Annotated[int, typer.Option(min=1)] = 1000,
@@ -909,7 +933,13 @@ def replay(
 
     try:
         result = replay_log(
-            settings=get_settings(), kind=kind, since=since, spec=spec, limit=limit, mode=mode
+            settings=get_settings(),
+            kind=kind,
+            since=since,
+            spec=spec,
+            limit=limit,
+            mode=mode,
+            kinds=_kinds(),
         )
     except ArbiterError as exc:
         _fail(exc.message, 2)

@@ -13,7 +13,7 @@ from fastapi import Depends, Request
 from service.auth import Caller
 from service.engine import Engine
 from service.errors import Forbidden, RateLimited, Unauthenticated, UnsupportedMediaType
-from service.kinds.registry import AnyKind
+from service.kinds.registry import Kinds
 from service.limits import RateLimiter
 from service.log.decisions import DecisionLog
 from service.log.keys import KeyStore, SessionStore
@@ -60,8 +60,8 @@ async def get_registry(services: ServicesDep) -> SpecRegistry:
     return services.require_engine().registry
 
 
-async def get_kinds(services: ServicesDep) -> dict[str, AnyKind]:
-    return services.require_engine().kinds
+async def get_kinds(services: ServicesDep) -> Kinds:
+    return services.kinds
 
 
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
@@ -71,7 +71,7 @@ LogDep = Annotated[DecisionLog, Depends(get_log)]
 KeysDep = Annotated[KeyStore, Depends(get_keys)]
 SessionsDep = Annotated[SessionStore, Depends(get_sessions)]
 RegistryDep = Annotated[SpecRegistry, Depends(get_registry)]
-KindsDep = Annotated[dict[str, AnyKind], Depends(get_kinds)]
+KindsDep = Annotated[Kinds, Depends(get_kinds)]
 
 
 async def get_caller(request: Request, keys: KeysDep) -> Caller:

@@ -20,9 +20,9 @@ from service.errors import (
     Overloaded,
     validation_details,
 )
-from service.kinds.base import Check, VerdictBase
+from service.kinds.base import Check, VerdictBase, field_paths
 from service.kinds.injection import screen
-from service.kinds.registry import KINDS, AnyKind
+from service.kinds.registry import AnyKind, Kinds
 from service.llm.client import FallbackReason, LLMClient
 from service.llm.prompts import PromptLibrary
 from service.llm.usage import Attempt, Usage
@@ -142,7 +142,7 @@ class Engine:
         registry: SpecRegistry,
         prompts: PromptLibrary,
         llm: LLMClient | None,
-        kinds: dict[str, AnyKind] | None = None,
+        kinds: Kinds,
     ):
         self.settings = settings
         self.log = log
@@ -150,7 +150,7 @@ class Engine:
         self.registry = registry
         self.prompts = prompts
         self.llm = llm
-        self.kinds = kinds or KINDS
+        self.kinds = kinds
         self.shadow: ShadowSink | None = None
         self.metrics = Metrics()
 
@@ -322,7 +322,8 @@ class Engine:
         llm_ms = 0
 
         facts = k.analyse(case, params)  # once per decision, read by every step below
-        injection = screen(case.model_dump(mode="json"))
+        case_json = case.model_dump(mode="json")
+        injection = screen(case_json, field_paths(k.Case).untrusted)
         verdict: VerdictBase | None = k.precheck(case, params, facts)
         source = "rules"
         if verdict is None and self.llm is None:
@@ -378,7 +379,7 @@ class Engine:
             source=source,
             needs_review=bool(review),
             fallback_reason=fallback_reason,
-            case=case.model_dump(mode="json"),
+            case=case_json,
             verdict=verdict.model_dump(mode="json"),
             llm_verdict=llm_verdict.model_dump(mode="json") if llm_verdict else None,
             checks=[c.model_dump() for c in checks],

@@ -115,6 +115,11 @@ class LLMError(ArbiterError):
         super().__init__(message, details=details)
         self.model = model
 
+    @property
+    def brief(self) -> str:
+        """The message without any text the provider sent back (which may echo the prompt)."""
+        return self.message
+
 
 class ModelAPIError(LLMError):
     """A call to a model did not produce a response."""
@@ -143,9 +148,12 @@ class ModelHTTPError(ModelAPIError):
         self.body_excerpt = body
         self.retry_after_s = retry_after_s
         after = f", retry after {retry_after_s:g}s" if retry_after_s is not None else ""
-        super().__init__(
-            f"HTTP {status_code} from {model}{after}: {body or '(no body)'}", model=model
-        )
+        self._brief = f"HTTP {status_code} from {model}{after}"
+        super().__init__(f"{self._brief}: {body or '(no body)'}", model=model)
+
+    @property
+    def brief(self) -> str:
+        return self._brief
 
     @property
     def transient(self) -> bool:

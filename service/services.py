@@ -6,6 +6,7 @@ import logging
 from dataclasses import dataclass
 
 from service.engine import Engine
+from service.kinds.registry import KINDS, Kinds
 from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
 from service.log.stores import Stores, open_stores
@@ -22,6 +23,7 @@ class Services:
 
     settings: Settings
     stores: Stores
+    kinds: Kinds
     registry: SpecRegistry | None = None
     engine: Engine | None = None
     llm: LLMClient | None = None
@@ -43,6 +45,7 @@ class Services:
 def build_services(
     settings: Settings,
     *,
+    kinds: Kinds | None = None,
     llm: LLMClient | None = None,
     use_llm: bool = True,
     engine: bool = True,
@@ -51,7 +54,8 @@ def build_services(
 ) -> Services:
     """Stores on the configured database (or `url`); with `engine`, also the spec registry,
     prompts, LLM client (`llm`, else one from the settings unless `use_llm` is off) and the
-    engine. `engine=False, migrate=False` only opens the stores, for commands that read."""
+    engine. `engine=False, migrate=False` only opens the stores, for commands that read.
+    `kinds` is the registry of decision kinds (default: the kinds that ship)."""
     if settings.unsafe_null_log:
         log.warning("ARBITER_UNSAFE_NULL_LOG is set: decisions are NOT logged (benchmarks only)")
     stores = open_stores(
@@ -61,7 +65,7 @@ def build_services(
         timeouts=settings.db_timeouts(),
         shards=settings.log_shards,
     )
-    services = Services(settings=settings, stores=stores)
+    services = Services(settings=settings, stores=stores, kinds=KINDS if kinds is None else kinds)
     if not engine:
         return services
     try:
@@ -69,6 +73,7 @@ def build_services(
             directory=settings.specs_dir,
             specs=stores.spec_versions,
             prompts_dir=settings.prompts_dir,
+            kinds=services.kinds,
             token_budget=settings.prompt_token_budget,
         )
         registry.load()
@@ -86,6 +91,7 @@ def build_services(
         registry=registry,
         prompts=PromptLibrary(settings.prompts_dir),
         llm=llm,
+        kinds=services.kinds,
     )
     return services
 

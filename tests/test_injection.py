@@ -71,4 +71,4 @@ def test_screen_has_no_false_alarm_on_ordinary_comments() -> None:
         "Please ship to my office, 3rd floor.",
         "住所は正しいです。新しいビルです。",
     ):
-        assert screen({"customer_comment": text}) == [], text
+        assert screen({"customer_comment": text}, ("customer_comment",)) == [], text

@@ -60,13 +60,14 @@ async def verify(
 @router.get("/export")
 async def export(
     log: LogDep,
+    kinds: KindsDep,
     caller: AuditCaller,
     filters: Annotated[ListFilters, Depends()],
     format: Literal["jsonl", "csv"] = "jsonl",
 ) -> StreamingResponse:
     """Stream matching records, oldest first, in constant memory."""
     pii = caller.has("audit:pii")
-    lines = export_lines(log, filters.to_filter(), format, pii=pii)
+    lines = export_lines(log, filters.to_filter(), format, pii=pii, kinds=kinds)
 
     async def body() -> Any:
         while True:

@@ -14,7 +14,7 @@ from service.deps import EngineDep, LogDep, RegistryDep, json_body, require
 from service.engine import DecisionResponse
 from service.errors import InvalidInput, MethodNotAllowed, NotFound
 from service.http import current_request_id
-from service.kinds.registry import AnyKind
+from service.kinds.registry import AnyKind, Kinds
 
 DecideCaller = Annotated[Caller, Depends(require("decide"))]
 AuditCaller = Annotated[Caller, Depends(require("audit"))]
@@ -80,7 +80,7 @@ async def post_only() -> None:
     raise MethodNotAllowed("a decision is asked for with POST", headers={"Allow": "POST"})
 
 
-def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
+def build_router(kinds: Kinds) -> APIRouter:
     router = APIRouter(prefix="/v1", tags=["decisions"])
     for kind in kinds.values():
         router.add_api_route(
@@ -107,7 +107,7 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
     @router.get("/decisions", tags=["audit"])
     async def list_decisions(
         log: LogDep,
-        _: AuditCaller,
+        caller: AuditCaller,
         filters: Annotated[ListFilters, Depends()],
         cursor: Annotated[str | None, Query(max_length=64)] = None,
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
@@ -121,7 +121,8 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
         )
         page = rows[:limit]
         nxt = encode_cursor(page[-1].seq) if len(rows) > limit and page[-1].seq else None
-        return {"decisions": [summary(r) for r in page], "next_cursor": nxt}
+        pii = caller.has("audit:pii")
+        return {"decisions": [summary(r, kinds, pii=pii) for r in page], "next_cursor": nxt}
 
     @router.get("/decisions/{decision_id}", tags=["audit"])
     async def get_decision(
@@ -135,6 +136,8 @@ def build_router(kinds: dict[str, AnyKind]) -> APIRouter:
         if row is None:
             raise NotFound(f"no decision {decision_id}")
         pii = caller.has("audit:pii")
-        return await anyio.to_thread.run_sync(lambda: decision_detail(log, registry, row, pii=pii))
+        return await anyio.to_thread.run_sync(
+            lambda: decision_detail(log, registry, kinds, row, pii=pii)
+        )
 
     return router

@@ -10,9 +10,11 @@ from fastapi import Query
 from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 
 from service.errors import InvalidInput
+from service.kinds.registry import Kinds
 from service.limits import MAX_SEQ, year_in_range
 from service.log.chain import parse_utc, utc_iso
 from service.log.decisions import DecisionFilter
+from service.log.masking import for_reader
 from service.log.models import OUTCOME_MAX, DecisionRow
 
 
@@ -83,9 +85,9 @@ def decode_cursor(cursor: str | None) -> int | None:
         ) from None
 
 
-def summary(row: DecisionRow) -> dict[str, Any]:
-    """One line of the decision list."""
-    return {
+def summary(row: DecisionRow, kinds: Kinds, *, pii: bool) -> dict[str, Any]:
+    """One line of the decision list (its rationale masked without `audit:pii`)."""
+    line = {
         "decision_id": row.id,
         "kind": row.kind,
         "created_at": utc_iso(row.created_at),
@@ -103,6 +105,7 @@ def summary(row: DecisionRow) -> dict[str, Any]:
         "shadow_of": row.shadow_of,
         "seq": row.seq,
     }
+    return for_reader(line, kinds.get(row.kind), pii=pii)
 
 
 def parse_time(value: str | None, field: str) -> datetime | None:

@@ -14,7 +14,7 @@ from service.audit import submit_review
 from service.auth import Caller
 from service.deps import KindsDep, LogDep, RegistryDep, json_body, require
 from service.kinds.base import storable
-from service.log.masking import masked_verdict_fields
+from service.log.masking import for_reader
 
 router = APIRouter(prefix="/v1", tags=["reviews"])
 ReviewCaller = Annotated[Caller, Depends(require("review"))]
@@ -32,7 +32,8 @@ class ReviewIn(BaseModel):
 @router.get("/reviews")
 async def list_reviews(
     log: LogDep,
-    _: ReviewCaller,
+    kinds: KindsDep,
+    caller: ReviewCaller,
     status: Literal["open", "resolved"] = "open",
     kind: Annotated[str | None, Query(max_length=32)] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
@@ -49,7 +50,10 @@ async def list_reviews(
     nxt = encode_cursor(page[-1].seq) if len(rows) > limit and page[-1].seq else None
     return {
         "status": status,
-        "reviews": [{**summary(r), "review_reasons": r.review_reasons} for r in page],
+        "reviews": [
+            {**summary(r, kinds, pii=caller.has("audit:pii")), "review_reasons": r.review_reasons}
+            for r in page
+        ],
         "next_cursor": nxt,
     }
 
@@ -95,12 +99,13 @@ async def review(
         verdict=body.verdict,
         note=body.note,
         reviewer=caller.key_id,
-        unseen=frozenset() if caller.has("audit:pii") else masked_verdict_fields(),
+        pii=caller.has("audit:pii"),
     )
+    pii = caller.has("audit:pii")
     out = {
-        **summary(row),
+        **summary(row, kinds, pii=pii),
         "settled": not row.needs_review,
-        "verdict": row.verdict,
+        "verdict": for_reader({"verdict": row.verdict}, kinds.get(row.kind), pii=pii)["verdict"],
         "checks": row.checks,
         "review_reasons": row.review_reasons,
     }

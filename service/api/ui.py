@@ -37,10 +37,10 @@ from service.errors import (
     validation_details,
 )
 from service.kinds.base import unstorable
-from service.kinds.registry import AnyKind
+from service.kinds.registry import AnyKind, Kinds
 from service.log.chain import utc_iso
 from service.log.decisions import DecisionFilter, DecisionLog
-from service.log.masking import masked_verdict_fields
+from service.log.masking import for_reader, masked_verdict_fields
 from service.log.models import DecisionRow, utcnow
 from service.settings import Settings
 from service.specs import publish
@@ -208,7 +208,7 @@ async def decisions(
         "decisions.html",
         caller,
         csrf,
-        rows=[summary(r) for r in rows[:50]],
+        rows=[summary(r, kinds, pii=caller.has("audit:pii")) for r in rows[:50]],
         f=params,
         next_url=nxt,
         kinds=sorted(kinds),
@@ -241,7 +241,7 @@ def _decision_page(
         and (d["source"] != "review" or pending)
         and not (pending and d["caller"] == caller.key_id)
     )
-    hidden = sorted(f for f in _unseen(caller) if f in d["verdict"])
+    hidden = sorted(f for f in _unseen(caller, kind) if f in d["verdict"])
     form = build_form(kind.Verdict, proposal or d["verdict"], skip=frozenset(hidden))
     for f in form:
         f.error = (field_errors or {}).get(f.path)
@@ -266,21 +266,21 @@ def _decision_page(
     return resp
 
 
-def _unseen(caller: Caller) -> frozenset[str]:
-    """Verdict fields the caller sees masked: never round-tripped through the form (left
-    out, they are kept as stored)."""
-    return frozenset() if caller.has("audit:pii") else masked_verdict_fields()
+def _unseen(caller: Caller, kind: AnyKind) -> frozenset[str]:
+    """Verdict fields the caller sees masked (the kind's personal ones): never round-tripped
+    through the form (left out, they are kept as stored)."""
+    return frozenset() if caller.has("audit:pii") else masked_verdict_fields(kind)
 
 
 async def _detail(
-    log: DecisionLog, registry: SpecRegistry, caller: Caller, decision_id: str
+    log: DecisionLog, registry: SpecRegistry, kinds: Kinds, caller: Caller, decision_id: str
 ) -> dict[str, Any] | None:
     row = await anyio.to_thread.run_sync(lambda: log.get(decision_id=decision_id))
     if row is None:
         return None
     pii = caller.has("audit:pii")
     detail: dict[str, Any] = await anyio.to_thread.run_sync(
-        lambda: decision_detail(log, registry, row, pii=pii)
+        lambda: decision_detail(log, registry, kinds, row, pii=pii)
     )
     return detail
 
@@ -298,7 +298,7 @@ async def decision(
 ) -> HTMLResponse:
     caller, csrf = who
     _need(caller, "audit", "review")  # a reviewer reads the decision being judged
-    d = await _detail(log, registry, caller, decision_id)
+    d = await _detail(log, registry, kinds, caller, decision_id)
     if d is None or d["kind"] not in kinds:
         return page(
             request,
@@ -331,13 +331,13 @@ async def review(
     check_csrf(token, csrf)
     _need(caller, "review")
     back = f"/ui/decisions/{quote(decision_id)}"
-    d = await _detail(log, registry, caller, decision_id)
+    d = await _detail(log, registry, kinds, caller, decision_id)
     if d is None or d["kind"] not in kinds:
         return RedirectResponse(back, status_code=303)
     kind = kinds[d["kind"]]
     names = await keys.db.call(keys.names)
     sent = {k: v for k, v in (await request.form()).items() if isinstance(v, str)}
-    unseen = _unseen(caller)
+    unseen = _unseen(caller, kind)
     verdict = (
         None
         if action == "accept"
@@ -362,7 +362,7 @@ async def review(
             verdict=verdict,
             note=note.strip(),
             reviewer=caller.key_id,
-            unseen=unseen,
+            pii=caller.has("audit:pii"),
         )
     except VerdictRefused as exc:
         details = exc.details or {}
@@ -399,11 +399,17 @@ def resolution(log: DecisionLog, row: DecisionRow) -> DecisionRow | None:
 
 @router.get("/reviews")
 async def reviews(
-    request: Request, log: LogDep, keys: KeysDep, who: UiCaller, status: str = "open"
+    request: Request,
+    log: LogDep,
+    keys: KeysDep,
+    kinds: KindsDep,
+    who: UiCaller,
+    status: str = "open",
 ) -> HTMLResponse:
     caller, csrf = who
     _need(caller, "review")
     resolved = status == "resolved"
+    pii = caller.has("audit:pii")
 
     def load() -> list[dict[str, Any]]:
         rows = log.open_reviews(kind=None, limit=200, before_seq=None, resolved=resolved)
@@ -411,15 +417,28 @@ async def reviews(
         for r in rows:
             if resolved and r.source == "review":
                 continue  # a step of a two-reviewer chain: shown with the decision it settles
-            item: dict[str, Any] = {**summary(r), "review_reasons": r.review_reasons}
+            item: dict[str, Any] = {
+                **summary(r, kinds, pii=pii),
+                "review_reasons": r.review_reasons,
+            }
             if resolved:
                 final = resolution(log, r)
-                item["review"] = final and {
+                item["review"] = None
+                if final is None:
+                    out.append(item)
+                    continue
+                # the note and the verdict's wording may quote the customer
+                seen = for_reader(
+                    {"rationale": final.rationale, "verdict": final.verdict},
+                    kinds.get(final.kind),
+                    pii=pii,
+                )
+                item["review"] = {
                     "decision_id": final.id,
                     "reviewer": final.caller,
-                    "note": final.rationale,
+                    "note": seen["rationale"],
                     "outcome": final.outcome,
-                    "verdict": final.verdict,
+                    "verdict": seen["verdict"],
                     "at": utc_iso(final.created_at),
                     "awaiting_second_reviewer": final.needs_review,
                 }
@@ -539,6 +558,7 @@ async def audit(request: Request, log: LogDep, kinds: KindsDep, who: UiCaller) -
 @router.get("/audit/export")
 async def audit_export(
     log: LogDep,
+    kinds: KindsDep,
     who: UiCaller,
     filters: Annotated[ListFilters, Depends()],
     format: Literal["jsonl", "csv"] = "jsonl",
@@ -547,7 +567,9 @@ async def audit_export(
     key): the same records, masked the same way."""
     caller, _ = who
     _need(caller, "audit")
-    return await audit_api.export(log=log, caller=caller, filters=filters, format=format)
+    return await audit_api.export(
+        log=log, kinds=kinds, caller=caller, filters=filters, format=format
+    )
 
 
 # --- the policy editor -------------------------------------------------------------------

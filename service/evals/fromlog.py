@@ -7,6 +7,7 @@ from pathlib import Path
 import yaml
 
 from service.errors import Conflict, NotFound
+from service.kinds.registry import Kinds
 from service.log.decisions import DecisionLog
 from service.log.masking import mask_record
 
@@ -17,6 +18,7 @@ def add_from_log(
     root: Path,
     suite_path: Path | None,
     *,
+    kinds: Kinds,
     include_pii: bool = False,
 ) -> tuple[Path, str, str, list[str]]:
     """Append the case; expected outcome = the reviewer's, else the logged one.
@@ -44,7 +46,7 @@ def add_from_log(
         raise Conflict(f"{path} already has case {case_id}")
     case, masked = row.case, list[str]()
     if not include_pii:
-        masked_record, masked = mask_record({"case": row.case})
+        masked_record, masked = mask_record({"case": row.case}, kinds.get(row.kind))
         case = masked_record["case"]
     tags = ["from-log", "reviewed" if review is not None else "as-decided"]
     note = f" Reviewer: {review.rationale}" if review is not None else ""

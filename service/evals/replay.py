@@ -16,14 +16,21 @@ from rich.table import Table
 from service.engine import DecisionResponse
 from service.errors import InvalidInput
 from service.evals.runner import RunConfig, Runner
+from service.kinds.base import field_paths
+from service.kinds.registry import AnyKind, Kinds
 from service.log.chain import parse_utc
 from service.services import build_services
 from service.settings import Settings
 
 
-def _money(verdict: dict[str, Any]) -> Decimal | None:
-    value = verdict.get("total_refund", verdict.get("total_cost"))
-    return Decimal(str(value)) if value is not None else None
+def _money(kind: AnyKind, verdict: dict[str, Any]) -> dict[str, Decimal]:
+    """The verdict's top-level amounts: the fields the kind tags as money."""
+    names = [p for p in field_paths(kind.Verdict).money if "." not in p]
+    return {n: Decimal(str(verdict[n])) for n in names if verdict.get(n) is not None}
+
+
+def _amounts(money: dict[str, Decimal]) -> str | None:
+    return " ".join(f"{n}={v}" for n, v in money.items()) or None
 
 
 def parse_since(text: str) -> datetime:
@@ -34,11 +41,18 @@ def parse_since(text: str) -> datetime:
 
 
 def replay_log(
-    *, settings: Settings, kind: str, since: str, spec: str, limit: int, mode: str
+    *,
+    settings: Settings,
+    kind: str,
+    since: str,
+    spec: str,
+    limit: int,
+    mode: str,
+    kinds: Kinds | None = None,
 ) -> dict[str, Any]:
     if mode not in ("rules", "live"):
         raise InvalidInput("--mode must be rules or live for replay")
-    services = build_services(settings, engine=False, migrate=False)
+    services = build_services(settings, engine=False, migrate=False, kinds=kinds)
     try:
         rows = services.stores.log.decisions_since(kind=kind, since=parse_since(since), limit=limit)
     finally:
@@ -47,7 +61,10 @@ def replay_log(
     async def run() -> list[dict[str, Any]]:
         with tempfile.TemporaryDirectory(prefix="arbiter-replay-") as tmp:
             runner = Runner(
-                settings=settings, config=RunConfig(mode=mode, spec=spec), workdir=Path(tmp)
+                settings=settings,
+                config=RunConfig(mode=mode, spec=spec),
+                workdir=Path(tmp),
+                kinds=kinds,
             )
             k = runner.engine.kind(kind)
             out = []
@@ -57,15 +74,15 @@ def replay_log(
                     spec_used = runner.spec_for(kind, case)
                     new = await runner.engine.evaluate(k, case, spec_used, caller="replay")
                     env = DecisionResponse.from_row(new).model_dump(mode="json")
-                    old_money, new_money = _money(row.verdict), _money(env["verdict"])
+                    old_money, new_money = _money(k, row.verdict), _money(k, env["verdict"])
                     out.append(
                         {
                             "decision_id": row.id,
                             "order_id": row.order_id,
                             "old_outcome": row.outcome,
                             "new_outcome": env["outcome"],
-                            "old_amount": str(old_money) if old_money is not None else None,
-                            "new_amount": str(new_money) if new_money is not None else None,
+                            "old_amount": _amounts(old_money),
+                            "new_amount": _amounts(new_money),
                             "changed": row.outcome != env["outcome"] or old_money != new_money,
                             "candidate": spec_used.sha256,
                         }

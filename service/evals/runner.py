@@ -19,6 +19,7 @@ from service.engine import DecisionResponse
 from service.errors import ArbiterError
 from service.evals.cassettes import CassetteTransport, tape
 from service.evals.suite import EvalCase, Suite, build_case, judge
+from service.kinds.registry import Kinds
 from service.llm.client import LLMClient, describe_probe, model_names
 from service.services import build_services
 from service.settings import Settings
@@ -142,21 +143,32 @@ def _override_model(spec: Spec, model: str | None) -> Spec:
 class Runner:
     """Builds an engine for one configuration and runs suites through it (no log writes)."""
 
-    def __init__(self, *, settings: Settings, config: RunConfig, workdir: Path):
+    def __init__(
+        self,
+        *,
+        settings: Settings,
+        config: RunConfig,
+        workdir: Path,
+        kinds: Kinds | None = None,
+    ):
         self.settings = settings
         self.config = config
         self.transport: CassetteTransport | None = None  # holds no per-case state
         workdir.mkdir(parents=True, exist_ok=True)
         self.llm = self._llm()
         self.services = build_services(
-            settings, url=f"sqlite:///{workdir / 'eval.db'}", llm=self.llm, use_llm=False
+            settings,
+            url=f"sqlite:///{workdir / 'eval.db'}",
+            llm=self.llm,
+            use_llm=False,
+            kinds=kinds,
         )
         self.engine = self.services.require_engine()
         self.registry = self.engine.registry
         self.override: Spec | None = config.override
         if config.spec and self.override is None:
             path = Path(config.spec)
-            self.override = load_spec(path) if path.exists() else None
+            self.override = load_spec(path, kinds=self.engine.kinds) if path.exists() else None
 
     def _llm(self) -> LLMClient | None:
         mode, s = self.config.mode, self.settings
@@ -276,6 +288,7 @@ def run_suites(
     settings: Settings,
     config: RunConfig,
     suites: list[Suite],
+    kinds: Kinds | None = None,
     progress: Callable[[CaseResult], None] | None = None,
 ) -> RunResult:
     """Run suites in a scratch workspace; the decision log is never written."""
@@ -285,7 +298,7 @@ def run_suites(
         update={"llm_backoff_max_s": 0.0} if config.mode == "recorded" else {}
     )
     with tempfile.TemporaryDirectory(prefix="arbiter-eval-") as tmp:
-        runner = Runner(settings=settings, config=config, workdir=Path(tmp))
+        runner = Runner(settings=settings, config=config, workdir=Path(tmp), kinds=kinds)
         return asyncio.run(runner.run(suites, progress))
 
 

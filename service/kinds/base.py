@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
-from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from importlib import resources
+from types import UnionType
+from typing import Annotated, Any, ClassVar, Generic, Literal, TypeVar, Union, get_args, get_origin
 
 from pydantic import (
     AfterValidator,
@@ -17,15 +20,47 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    GetJsonSchemaHandler,
+    RootModel,
     Strict,
     StringConstraints,
     WithJsonSchema,
     field_validator,
 )
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema
 
 from service.limits import year_in_range
 
 CENT = Decimal("0.01")
+
+
+@dataclass(frozen=True)
+class FieldTag:
+    """Metadata a kind puts on a Case or Verdict field (`Annotated[str, PERSONAL]`).
+
+    Everything that treats fields differently reads these tags, never a list of names:
+    masking on read (personal), the prompt-injection screen (untrusted), the money columns
+    of exports, replay and pages (money). The JSON schema shows each tag as `x-<name>`.
+    """
+
+    name: str
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        out = handler(schema)
+        out[f"x-{self.name}"] = True
+        return out
+
+
+PERSONAL = FieldTag("personal")
+"""Personal data, or free text that may quote it: masked for readers without `audit:pii`."""
+UNTRUSTED = FieldTag("untrusted")
+"""Text written by outsiders (customers, their addresses, validators echoing them): data,
+never instructions; screened for prompt injection."""
+MONEY = FieldTag("money")
+"""An amount of money (exports, replay and pages show it as a money column)."""
 
 
 PLAIN_DECIMAL = re.compile(r"[0-9]{1,12}(\.[0-9]{1,2})?")
@@ -57,7 +92,8 @@ Money = Annotated[
     BeforeValidator(_plain_money),
     Field(ge=0, max_digits=14, decimal_places=2),
     AfterValidator(cents),
-    WithJsonSchema({"type": "string", "pattern": r"^\d{1,12}(\.\d{1,2})?$"}),
+    WithJsonSchema({"type": "string", "pattern": r"^\d{1,12}(\.\d{1,2})?$", "x-money": True}),
+    MONEY,
 ]
 """A non-negative amount with at most two decimals; JSON numbers are refused."""
 
@@ -106,11 +142,15 @@ Day = Annotated[date, Strict(False), AfterValidator(year_in_range)]
 UntrustedText = Annotated[
     str,
     StringConstraints(max_length=4000),
-    WithJsonSchema({"type": "string", "maxLength": 4000, "x-untrusted": True}),
+    WithJsonSchema({"type": "string", "maxLength": 4000, "x-untrusted": True, "x-personal": True}),
+    UNTRUSTED,
+    PERSONAL,
 ]
-"""Free text written by a customer: data, never instructions."""
+"""Free text written by a customer: data, never instructions, and personal."""
 
 ClauseId = Annotated[str, StringConstraints(pattern=r"^[A-Z]{1,3}\d{1,3}[a-z]?$")]
+PersonalText = Annotated[str, PERSONAL]
+"""A name, street line, email or phone number: masked for readers without `audit:pii`."""
 
 
 MAX_INT = 2**53
@@ -151,6 +191,14 @@ def unstorable(value: Any) -> str | None:
     return None
 
 
+def sample_json(name: str) -> dict[str, Any]:
+    """A case shipped in service/kinds/samples/ (a kind's `example()` reads its own)."""
+    data: dict[str, Any] = json.loads(
+        resources.files("service.kinds").joinpath("samples", name).read_text(encoding="utf-8")
+    )
+    return data
+
+
 def storable(value: Any) -> Any:
     """A field validator: the value, or ValueError naming why it cannot be stored."""
     problem = unstorable(value)
@@ -178,7 +226,9 @@ class VerdictBase(BaseModel):
     cited_clauses: list[ClauseId] = Field(
         default_factory=list, description="Ids of the policy clauses this verdict rests on."
     )
-    rationale: str = Field(max_length=2000, description="Why, in one or two sentences.")
+    rationale: Annotated[str, PERSONAL] = Field(
+        max_length=2000, description="Why, in one or two sentences (may quote the customer)."
+    )
     confidence: float = Field(ge=0, le=1, description="How sure the decision is, 0 to 1.")
 
     check_storable = field_validator("*", mode="after")(storable)  # LLM output is stored too
@@ -472,6 +522,10 @@ class DecisionKind(ABC, Generic[C, V, P]):
     def outcome(self, verdict: V) -> str:
         """The headline of a verdict for the envelope."""
 
+    @abstractmethod
+    def example(self) -> dict[str, Any]:
+        """A valid case as JSON: lint renders the prompt for it, the API shows it."""
+
     def llm_model(self, case: C, params: P, facts: Any = None) -> type[BaseModel]:
         """The response model the LLM fills; by default the verdict itself."""
         return self.Verdict
@@ -501,3 +555,101 @@ class DecisionKind(ABC, Generic[C, V, P]):
     def subjects(self, case: C) -> tuple[str | None, str | None]:
         """(order id, customer id) of the case, for search in the log."""
         return None, None
+
+
+# --- field tags: where a model's personal, untrusted and money fields are --------------
+
+
+@dataclass(frozen=True)
+class FieldPaths:
+    """Dotted paths of a model's tagged fields; `*` stands for every item of a list."""
+
+    personal: tuple[str, ...]
+    untrusted: tuple[str, ...]
+    money: tuple[str, ...]
+
+
+def _tagged(tp: Any, tag: FieldTag, path: str, out: list[str], seen: frozenset[type]) -> None:
+    origin = get_origin(tp)
+    if origin is Annotated:
+        base, *meta = get_args(tp)
+        if tag in meta:
+            out.append(path)
+        else:
+            _tagged(base, tag, path, out, seen)
+    elif origin in (Union, UnionType):
+        for arg in get_args(tp):
+            _tagged(arg, tag, path, out, seen)
+    elif origin in (list, tuple, set, frozenset, dict):
+        items = get_args(tp)[-1:] if origin is dict else get_args(tp)
+        for arg in items:
+            if arg is not Ellipsis:
+                _tagged(arg, tag, f"{path}.*", out, seen)
+    elif isinstance(tp, type) and issubclass(tp, BaseModel) and tp not in seen:
+        inner = seen | {tp}
+        if issubclass(tp, RootModel):
+            root = tp.model_fields["root"]
+            if tag in root.metadata:
+                out.append(path)
+            else:
+                _tagged(root.annotation, tag, path, out, inner)
+            return
+        for name, info in tp.model_fields.items():
+            sub = f"{path}.{name}" if path else name
+            if tag in info.metadata:
+                out.append(sub)
+            else:
+                _tagged(info.annotation, tag, sub, out, inner)
+        for name, computed in tp.model_computed_fields.items():
+            _tagged(computed.return_type, tag, f"{path}.{name}" if path else name, out, inner)
+
+
+def tagged_paths(model: type[BaseModel], tag: FieldTag) -> tuple[str, ...]:
+    """Every path in `model` (nested models, lists, unions) whose field carries `tag`."""
+    out: list[str] = []
+    _tagged(model, tag, "", out, frozenset())
+    return tuple(dict.fromkeys(out))
+
+
+_FIELD_PATHS: dict[type[BaseModel], FieldPaths] = {}
+
+
+def field_paths(model: type[BaseModel]) -> FieldPaths:
+    """The tagged paths of a Case or Verdict model (computed once per model)."""
+    found = _FIELD_PATHS.get(model)
+    if found is None:
+        found = _FIELD_PATHS[model] = FieldPaths(
+            personal=tagged_paths(model, PERSONAL),
+            untrusted=tagged_paths(model, UNTRUSTED),
+            money=tagged_paths(model, MONEY),
+        )
+    return found
+
+
+def at_path(node: Any, path: str, done: str = "") -> list[tuple[Any, Any, str]]:
+    """(container, key, concrete path) of every value at a dotted path in JSON data; `*`
+    is every item of a list (or value of a dict). Missing keys and nulls match nothing."""
+    found: list[tuple[Any, Any, str]] = []
+    stack: list[tuple[Any, list[str], str]] = [(node, path.split(".") if path else [], done)]
+    while stack:
+        here, parts, where = stack.pop()
+        head, rest = parts[0], parts[1:]
+        if head == "*":
+            if isinstance(here, list):
+                keys: list[Any] = list(range(len(here)))
+            elif isinstance(here, dict):
+                keys = list(here)
+            else:
+                continue
+        elif isinstance(here, dict) and head in here:
+            keys = [head]
+        else:
+            continue
+        for key in keys:
+            sub = f"{where}.{key}" if where else str(key)
+            if rest:
+                if here[key] is not None:
+                    stack.append((here[key], rest, sub))
+            else:
+                found.append((here, key, sub))
+    return found

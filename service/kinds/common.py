@@ -7,7 +7,7 @@ from typing import Annotated
 
 from pydantic import AfterValidator, Field
 
-from service.kinds.base import Money, StrictModel
+from service.kinds.base import Money, PersonalText, StrictModel
 
 Count = Annotated[int, Field(strict=True, ge=1, le=10_000)]
 Sku = Annotated[str, Field(min_length=1, max_length=64)]
@@ -33,8 +33,8 @@ class Customer(StrictModel):
     return_count: int = Field(ge=0)
     lifetime_value: Money
     flags: list[Tag] = Field(default_factory=list, max_length=32)
-    email: str | None = Field(default=None, max_length=254)
-    phone: str | None = Field(default=None, max_length=32)
+    email: PersonalText | None = Field(default=None, max_length=254)
+    phone: PersonalText | None = Field(default=None, max_length=32)
 
 
 EMAIL = re.compile(r"[\w.+-]+@[\w-]+(\.[\w-]+)+")

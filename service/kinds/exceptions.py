@@ -17,6 +17,8 @@ from pydantic import (
 )
 
 from service.kinds.base import (
+    PERSONAL,
+    UNTRUSTED,
     Check,
     Day,
     DecisionKind,
@@ -29,6 +31,7 @@ from service.kinds.base import (
     Timestamp,
     UntrustedText,
     VerdictBase,
+    sample_json,
     utc_day,
 )
 from service.kinds.common import Count, Customer, Line, Sku, Tag, compose_message
@@ -90,11 +93,11 @@ Signal = Literal[
 
 
 class Address(StrictModel):
-    name: str = Field(max_length=200)
-    line1: str = Field(max_length=200)
-    line2: str | None = Field(default=None, max_length=200)
-    city: str = Field(max_length=100)
-    region: str | None = Field(default=None, max_length=100)
+    name: Annotated[str, PERSONAL, UNTRUSTED] = Field(max_length=200)
+    line1: Annotated[str, PERSONAL, UNTRUSTED] = Field(max_length=200)
+    line2: Annotated[str, PERSONAL, UNTRUSTED] | None = Field(default=None, max_length=200)
+    city: Annotated[str, UNTRUSTED] = Field(max_length=100)
+    region: Annotated[str, UNTRUSTED] | None = Field(default=None, max_length=100)
     postal_code: str = Field(max_length=20)
     country: str = Field(pattern=r"^[A-Z]{2}$")
 
@@ -112,7 +115,7 @@ class Order(StrictModel):
     risk_score: int = Field(ge=0, le=100)
     shipping_address: Address
     lines: list[Line] = Field(min_length=1, max_length=200)
-    internal_notes: list[Annotated[str, Field(max_length=2000)]] = Field(
+    internal_notes: list[Annotated[str, Field(max_length=2000), PERSONAL, UNTRUSTED]] = Field(
         default_factory=list, max_length=50
     )
 
@@ -133,7 +136,8 @@ class Suggestion(StrictModel):
 class AddressInvalidDetails(StrictModel):
     validator: str = Field(default="unknown", max_length=64)
     result: Literal["invalid", "ambiguous", "unverifiable"]
-    messages: list[Annotated[str, Field(max_length=500)]] = Field(
+    # a validator's messages echo the address it read: the customer's name and street
+    messages: list[Annotated[str, Field(max_length=500), PERSONAL, UNTRUSTED]] = Field(
         default_factory=list, max_length=20
     )
     suggestions: list[Suggestion] = Field(default_factory=list, max_length=10)
@@ -317,7 +321,7 @@ class ExceptionVerdict(VerdictBase):
     substitute_sku: str | None = Field(default=None, description="substitute: offered sku.")
     cancel_skus: list[Sku] = Field(default_factory=list, description="cancel_lines: skus.")
     wait_until: date | None = Field(default=None, description="wait_and_consolidate: date.")
-    customer_message: str | None = Field(default=None, max_length=600)
+    customer_message: Annotated[str, PERSONAL] | None = Field(default=None, max_length=600)
 
 
 # --- the parameters -------------------------------------------------------------------
@@ -1018,6 +1022,9 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
     guardrails_version = "exceptions-guard-2"
     clause_refs = frozenset(f"E{i}" for i in range(1, 15))
     automatic_only = frozenset({"automatic_limits"})
+
+    def example(self) -> dict[str, Any]:
+        return sample_json("exceptions.json")
 
     def analyse(self, case: ExceptionCase, params: ExceptionParameters) -> ExceptionFacts:
         return analyse(case, params)

@@ -1,7 +1,9 @@
 """A deterministic screen for prompt injection in untrusted text (comments, notes, addresses).
 
-It never decides anything: a hit only flags the decision for review. The hard limits hold
-whatever the text says, because guardrails check every LLM verdict.
+Which text is untrusted is the kind's to say: Case fields tagged UNTRUSTED
+(service.kinds.base). The screen never decides anything: a hit only flags the decision for
+review. The hard limits hold whatever the text says, because guardrails check every LLM
+verdict.
 """
 
 from __future__ import annotations
@@ -12,9 +14,8 @@ import re
 import unicodedata
 from typing import Any
 
-UNTRUSTED_KEYS = frozenset(
-    {"customer_comment", "notes", "line1", "line2", "name", "city", "region", "internal_notes"}
-)
+from service.kinds.base import at_path
+
 ZERO_WIDTH = re.compile(r"[\u200b-\u200f\u2060-\u2064\ufeff]")
 PATTERNS = [
     (
@@ -38,13 +39,10 @@ COMPILED = [(re.compile(p, re.IGNORECASE | re.DOTALL), why) for p, why in PATTER
 B64 = re.compile(r"[A-Za-z0-9+/]{24,}={0,2}")
 
 
-def untrusted_texts(data: Any, key: str = "") -> list[str]:
-    """Every string in the case under a key that holds text written by outsiders."""
-    if isinstance(data, dict):
-        return [t for k, v in data.items() for t in untrusted_texts(v, k)]
-    if isinstance(data, list):
-        return [t for v in data for t in untrusted_texts(v, key)]
-    return [data] if isinstance(data, str) and key in UNTRUSTED_KEYS else []
+def untrusted_texts(data: dict[str, Any], paths: tuple[str, ...]) -> list[str]:
+    """Every string of the case (JSON) at the kind's untrusted paths."""
+    found = [c[k] for p in paths for c, k, _ in at_path(data, p)]
+    return [t for t in found if isinstance(t, str)]
 
 
 def _variants(text: str) -> list[str]:
@@ -58,10 +56,11 @@ def _variants(text: str) -> list[str]:
     return out
 
 
-def screen(case: dict[str, Any]) -> list[str]:
-    """Why the case's untrusted text looks like an injection attempt (empty: it does not)."""
+def screen(case: dict[str, Any], paths: tuple[str, ...]) -> list[str]:
+    """Why the case's untrusted text (at `paths`) looks like an injection attempt (empty: it
+    does not)."""
     found: list[str] = []
-    for text in untrusted_texts(case):
+    for text in untrusted_texts(case, paths):
         for variant in _variants(text):
             for pattern, why in COMPILED:
                 if pattern.search(variant) and why not in found:

@@ -19,6 +19,7 @@ from pydantic import (
 )
 
 from service.kinds.base import (
+    PERSONAL,
     Check,
     DecisionKind,
     Guarded,
@@ -32,6 +33,7 @@ from service.kinds.base import (
     UntrustedText,
     VerdictBase,
     cents,
+    sample_json,
     term_paths,
     utc_day,
 )
@@ -181,11 +183,11 @@ class ReturnVerdict(VerdictBase):
     refund_timing: Literal["immediate", "on_carrier_scan", "on_inspection", "none"]
     restocking_fee: Money = Field(description="Total fee withheld from the item refunds.")
     label_required: bool
-    customer_message: str | None = Field(default=None, max_length=600)
+    customer_message: Annotated[str, PERSONAL] | None = Field(default=None, max_length=600)
 
     @computed_field  # type: ignore[prop-decorator]
     @property
-    def total_refund(self) -> Decimal:
+    def total_refund(self) -> Money:
         """What the customer receives: item refunds less the restocking fee."""
         return max(
             Decimal("0.00"),
@@ -715,6 +717,9 @@ class Returns(DecisionKind[ReturnCase, ReturnVerdict, ReturnParameters]):
     Parameters = ReturnParameters
     guardrails_version = "returns-guard-2"
     clause_refs = frozenset(f"R{i}" for i in range(1, 15))
+
+    def example(self) -> dict[str, Any]:
+        return sample_json("returns.json")
 
     def analyse(self, case: ReturnCase, params: ReturnParameters) -> ReturnFacts:
         return analyse(case, params)

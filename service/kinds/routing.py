@@ -8,7 +8,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field, create_model
 
-from service.kinds.base import DecisionKind, Ruling, Term, TermRule, VerdictBase, utc_day
+from service.kinds.base import (
+    DecisionKind,
+    Ruling,
+    Term,
+    TermRule,
+    VerdictBase,
+    sample_json,
+    utc_day,
+)
 from service.routing.models import (
     RoutingCase,
     RoutingParameters,
@@ -83,6 +91,9 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
     Parameters = RoutingParameters
     guardrails_version = "routing-guard-2"
     clause_refs = frozenset(f"T{i}" for i in range(1, 12))
+
+    def example(self) -> dict[str, Any]:
+        return sample_json("routing.json")
 
     def analyse(self, case: RoutingCase, params: RoutingParameters) -> PlanResult:
         """The planner's feasible plans, scores and tie (T1-T8), once per decision."""

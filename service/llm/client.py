@@ -435,9 +435,10 @@ class LLMClient:
         except Exception as exc:
             err = typed_error(exc, rm.model)
             a.status, a.latency_ms = _status(err), int((time.monotonic() - t0) * 1000)
-            a.error = f"{type(err).__name__}: {err.message}"
+            a.error = f"{type(err).__name__}: {err.brief}"
             if isinstance(err, ModelHTTPError):
                 a.http_status, a.retry_after_s = err.status_code, err.retry_after_s
+                a.error_body = err.body_excerpt  # may echo the prompt: masked on read
             raise err from None
         finally:
             current_alias.reset(token)

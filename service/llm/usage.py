@@ -29,7 +29,8 @@ class Attempt:
     retry_after_s: float | None = None
     reask: bool = False  # this call was the one re-ask after invalid output
     raw_output: str | None = None
-    error: str | None = None  # error type and field, never input values
+    error: str | None = None  # error type, status and field, never input values
+    error_body: str | None = None  # the provider's error text (may echo the prompt)
 
     def as_dict(self) -> dict[str, Any]:
         d = asdict(self)

@@ -1,62 +1,78 @@
-"""Personal data masked on read for callers without `audit:pii`; storage is never changed."""
+"""Personal data masked on read for callers without `audit:pii`; storage is never changed.
+
+What is personal comes from the kind: fields tagged PERSONAL on its Case and Verdict
+(service.kinds.base). Only the record's own free text is listed here: the prompt (it holds
+the case), the model's raw output and the provider's error bodies (both may quote it), and
+reviewers' notes.
+"""
 
 from __future__ import annotations
 
 import copy
 from typing import Any
 
+from service.kinds.base import DecisionKind, VerdictBase, at_path, field_paths
+
 MASK = "[masked]"
 
-PII_PATHS = (
-    "case.order.shipping_address.name",
-    "case.order.shipping_address.line1",
-    "case.order.shipping_address.line2",
-    "case.order.internal_notes",
-    "case.customer.email",
-    "case.customer.phone",
-    "case.customer_comment",
-    "case.request.items.*.customer_comment",
-    "case.inspection.items.*.notes",
-    "case.details.suggestions.*.address.name",
-    "case.details.suggestions.*.address.line1",
-    "case.details.suggestions.*.address.line2",
-    "verdict.customer_message",
-    "llm_verdict.customer_message",
+RECORD_FREE_TEXT = (
     "prompt.user",
     "attempts.*.raw_output",
+    "attempts.*.error_body",
+    "superseded_by.*.note",
 )
+"""Text of the record itself (not of a kind's fields) that may quote the customer."""
+
+UNKNOWN_KIND = ("case", "verdict", "llm_verdict", "rationale")
+"""A record of a kind this process does not know is masked whole."""
 
 
-def _mask(node: Any, parts: list[str], done: str, found: list[str]) -> None:
-    if not parts or node is None:
-        return
-    head, rest = parts[0], parts[1:]
-    if head == "*":
-        if isinstance(node, list):
-            for i, item in enumerate(node):
-                _mask(item, rest, f"{done}.{i}", found)
-        return
-    if not isinstance(node, dict) or head not in node:
-        return
-    if rest:
-        _mask(node[head], rest, f"{done}.{head}", found)
-    elif node[head] not in (None, "", []):
-        node[head] = MASK
-        found.append(f"{done}.{head}".lstrip("."))
+def record_paths(kind: DecisionKind[Any, Any, Any] | None) -> tuple[str, ...]:
+    """The paths masked in a record of `kind` (its case, verdicts, and the envelope)."""
+    if kind is None:
+        return (*UNKNOWN_KIND, *RECORD_FREE_TEXT)
+    case = field_paths(kind.Case).personal
+    verdict = field_paths(kind.Verdict).personal
+    return (
+        *(f"case.{p}" for p in case),
+        *(f"{top}.{p}" for top in ("verdict", "llm_verdict") for p in verdict),
+        # the envelope repeats the verdict's common fields (rationale) at the top
+        *(p for p in verdict if p in VerdictBase.model_fields),
+        *RECORD_FREE_TEXT,
+    )
 
 
-def mask_record(record: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
-    """A masked deep copy of a record and the concrete paths that were masked."""
-    out = copy.deepcopy(record)
+def mask_paths(data: dict[str, Any], paths: tuple[str, ...]) -> list[str]:
+    """Replace every non-empty value at `paths` by the mask token, in place; the concrete
+    paths masked."""
     found: list[str] = []
-    for path in PII_PATHS:
-        _mask(out, path.split("."), "", found)
-    return out, found
+    for path in paths:
+        for container, key, where in at_path(data, path):
+            if container[key] not in (None, "", []):
+                container[key] = MASK
+                found.append(where)
+    return found
 
 
-def masked_verdict_fields() -> frozenset[str]:
-    """Top-level verdict fields that callers without `audit:pii` see masked."""
-    return frozenset(p.split(".")[1] for p in PII_PATHS if p.startswith("verdict."))
+def mask_record(
+    record: dict[str, Any], kind: DecisionKind[Any, Any, Any] | None
+) -> tuple[dict[str, Any], list[str]]:
+    """A masked deep copy of a record of `kind` and the concrete paths that were masked."""
+    out = copy.deepcopy(record)
+    return out, mask_paths(out, record_paths(kind))
+
+
+def for_reader(
+    data: dict[str, Any], kind: DecisionKind[Any, Any, Any] | None, *, pii: bool
+) -> dict[str, Any]:
+    """`data` (a record or a part of one) as a reader sees it: as stored with `audit:pii`,
+    else a masked copy."""
+    return data if pii else mask_record(data, kind)[0]
+
+
+def masked_verdict_fields(kind: DecisionKind[Any, Any, Any]) -> frozenset[str]:
+    """Top-level verdict fields of `kind` that callers without `audit:pii` see masked."""
+    return frozenset(p.split(".")[0] for p in field_paths(kind.Verdict).personal)
 
 
 def mask_tokens(node: Any, path: str) -> list[str]:

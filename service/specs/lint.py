@@ -2,23 +2,15 @@
 
 from __future__ import annotations
 
-import json
-from importlib import resources
 from pathlib import Path
 
-from service.kinds.registry import KINDS
+from service.kinds.registry import KINDS, Kinds
 from service.llm.prompts import PromptLibrary
 from service.settings import Settings
 from service.specs.loader import Analysis, Finding, Spec, analyse, read_text
 
 DEFAULT_TOKEN_BUDGET = 6000
 CHARS_PER_TOKEN = 4  # a conservative estimate for English prose and JSON
-
-
-def sample_case(kind: str) -> object:
-    """The kind's sample case, shipped with the package."""
-    text = resources.files("service.kinds").joinpath(f"samples/{kind}.json").read_text()
-    return KINDS[kind].Case.model_validate(json.loads(text))
 
 
 def estimate_tokens(text: str) -> int:
@@ -51,15 +43,21 @@ def lint_file(
     prompts_dir: Path,
     token_budget: int = DEFAULT_TOKEN_BUDGET,
     settings: Settings | None = None,
+    kinds: Kinds = KINDS,
 ) -> Analysis:
-    """Analyse one spec file and render its prompt for the kind's sample case; with
+    """Analyse one spec file and render its prompt for the kind's example case; with
     `settings`, also check that every model alias it uses is configured."""
     try:
         text = read_text(path)
     except Exception as exc:  # an unreadable file is an error, not a crash
         return Analysis(path=path, errors=[Finding(str(exc), rule="file")])
     return lint_text(
-        text, path=path, prompts_dir=prompts_dir, token_budget=token_budget, settings=settings
+        text,
+        path=path,
+        prompts_dir=prompts_dir,
+        token_budget=token_budget,
+        settings=settings,
+        kinds=kinds,
     )
 
 
@@ -70,10 +68,11 @@ def lint_text(
     prompts_dir: Path,
     token_budget: int = DEFAULT_TOKEN_BUDGET,
     settings: Settings | None = None,
+    kinds: Kinds = KINDS,
 ) -> Analysis:
     """`lint_file` for a text that has no file yet (a draft); `path` names it."""
     try:
-        analysis = analyse(text, path=path)
+        analysis = analyse(text, path=path, kinds=kinds)
     except Exception as exc:  # any text is an error at worst, not a crash
         return Analysis(path=path, errors=[Finding(str(exc), rule="file")])
     spec = analysis.spec
@@ -83,9 +82,9 @@ def lint_text(
         analysis.errors += missing
         analysis.spec = None
         return analysis
-    kind = KINDS[spec.kind]
+    kind = kinds[spec.kind]
     try:
-        case = sample_case(spec.kind)
+        case = kind.Case.model_validate(kind.example())
         prompt = PromptLibrary(prompts_dir).render(
             spec=spec, case=kind.prompt_case(case, spec.params)
         )

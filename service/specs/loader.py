@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from service.errors import SpecError
 from service.kinds.base import ParametersBase
-from service.kinds.registry import KINDS
+from service.kinds.registry import KINDS, Kinds
 from service.llm.sandbox import sandbox
 
 CLAUSE_HEADING = re.compile(r"^##\s+([A-Z]{1,3}\d{1,3}[a-z]?)\b[ \t]*(.*)$")
@@ -209,7 +209,7 @@ def _locate(
     return ".".join(path) or "(front matter)", None
 
 
-def analyse(text: str, *, path: Path) -> Analysis:
+def analyse(text: str, *, path: Path, kinds: Kinds = KINDS) -> Analysis:
     """Validate a spec's text completely; collect every error and warning with its line."""
     result = Analysis(path=path)
     err = result.errors.append
@@ -256,11 +256,11 @@ def analyse(text: str, *, path: Path) -> Analysis:
             key, line = _locate(keys, loc, str(e["msg"]), 0)
             err(Finding(_friendly(e), line, key, rule="front_matter"))
         return result
-    kind = KINDS.get(meta.kind)
+    kind = kinds.get(meta.kind)
     if kind is None:
         err(
             Finding(
-                f"unknown kind {meta.kind!r}; known kinds: {', '.join(sorted(KINDS))}",
+                f"unknown kind {meta.kind!r}; known kinds: {', '.join(sorted(kinds))}",
                 keys.get(("kind",)),
                 "kind",
                 rule="kind",
@@ -402,9 +402,9 @@ def analyse(text: str, *, path: Path) -> Analysis:
     return result
 
 
-def load_spec_text(text: str, *, path: Path) -> Spec:
+def load_spec_text(text: str, *, path: Path, kinds: Kinds = KINDS) -> Spec:
     """Validate a spec's text; raise SpecError listing every problem."""
-    analysis = analyse(text, path=path)
+    analysis = analyse(text, path=path, kinds=kinds)
     if analysis.spec is None:
         raise SpecError(
             f"{path.name}: " + "; ".join(str(f) for f in analysis.errors),
@@ -422,6 +422,6 @@ def read_text(path: Path) -> str:
         raise SpecError(f"cannot read {path}: {exc}") from exc
 
 
-def load_spec(path: Path) -> Spec:
+def load_spec(path: Path, *, kinds: Kinds = KINDS) -> Spec:
     """Read and validate a spec file."""
-    return load_spec_text(read_text(path), path=path)
+    return load_spec_text(read_text(path), path=path, kinds=kinds)

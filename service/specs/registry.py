@@ -27,6 +27,7 @@ from typing import Any, Protocol
 import anyio
 
 from service.errors import InvalidInput, SpecError
+from service.kinds.registry import KINDS, Kinds
 from service.log.spec_versions import SpecVersionStore, checked_text
 from service.specs.deployments import ACTIVE, DeploymentStore
 from service.specs.lint import lint_file
@@ -62,9 +63,17 @@ class SpecSource(Protocol):
 class FolderSource:
     """Spec files in a folder; a broken file keeps its last good version live."""
 
-    def __init__(self, *, directory: Path, prompts_dir: Path, token_budget: int = 6000):
+    def __init__(
+        self,
+        *,
+        directory: Path,
+        prompts_dir: Path,
+        kinds: Kinds,
+        token_budget: int = 6000,
+    ):
         self.directory = directory
         self.prompts_dir = prompts_dir
+        self.kinds = kinds
         self.token_budget = token_budget
 
     def scan(self, previous: Snapshot) -> Scan:
@@ -85,7 +94,12 @@ class FolderSource:
             signature = (st.st_mtime_ns, st.st_size)
             if signature == state.signature:
                 continue
-            analysis = lint_file(path, prompts_dir=self.prompts_dir, token_budget=self.token_budget)
+            analysis = lint_file(
+                path,
+                prompts_dir=self.prompts_dir,
+                token_budget=self.token_budget,
+                kinds=self.kinds,
+            )
             spec = analysis.spec
             if spec is None:
                 kept = (
@@ -164,14 +178,16 @@ class SpecRegistry:
         directory: Path,
         specs: SpecVersionStore,
         prompts_dir: Path,
+        kinds: Kinds = KINDS,
         token_budget: int = 6000,
         source: SpecSource | None = None,
     ):
         self.directory = directory
         self.specs = specs
         self.prompts_dir = prompts_dir
+        self.kinds = kinds
         self.source = source or FolderSource(
-            directory=directory, prompts_dir=prompts_dir, token_budget=token_budget
+            directory=directory, prompts_dir=prompts_dir, kinds=kinds, token_budget=token_budget
         )
         self.deployments = DeploymentStore(db=specs.db)
         self._snapshot = EMPTY
@@ -354,7 +370,9 @@ class SpecRegistry:
         row = self.specs.get(sha256=sha)
         if row is None:
             return None
-        spec = load_spec_text(checked_text(row), path=self.directory / f"{row.name}.md")
+        spec = load_spec_text(
+            checked_text(row), path=self.directory / f"{row.name}.md", kinds=self.kinds
+        )
         with self._stored_lock:
             self._stored[spec.sha256] = spec
         return spec
