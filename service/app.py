@@ -23,7 +23,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from service import __version__
 from service.api import audit, decisions, health, reviews, specs, ui
-from service.errors import ArbiterError, StoreUnavailable, validation_details
+from service.errors import (
+    ArbiterError,
+    BadRequest,
+    HTTPError,
+    InvalidInput,
+    StoreUnavailable,
+    validation_details,
+)
 from service.http import ResponseHeaders
 from service.kinds.registry import KINDS, Kinds
 from service.limits import BodyLimits, build_limiter
@@ -188,7 +195,7 @@ def create_app(
                 {"caller": None, "csrf": None, "title": "Sorry", "message": exc.message},
                 status_code=exc.status,
             )
-        return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+        return error_response(exc)
 
     @app.exception_handler(OperationalError)
     @app.exception_handler(InterfaceError)
@@ -203,43 +210,35 @@ def create_app(
         return await _arbiter_error(request, away)
 
     @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        errors = list(exc.errors())
-        bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
-        if bad_json is not None:
-            where = text_position(exc.body, bad_json["loc"][-1])
-            why = bad_json.get("ctx", {}).get("error", "not JSON")
-            return JSONResponse(
-                {
-                    "error": {
-                        "code": "bad_request",
-                        "message": f"the body is not valid JSON: {why} at {where}",
-                        "details": [{"field": where, "reason": why}],
-                    }
-                },
-                status_code=400,
-            )
-        details = validation_details(errors)
-        first = details[0] if details else {"field": "$", "reason": "invalid"}
-        name = "$ (the whole JSON body)" if first["field"] == "$" else first["field"]
-        return JSONResponse(
-            {
-                "error": {
-                    "code": "validation_error",
-                    "message": f"{name}: {first['reason']}",
-                    "details": details,
-                }
-            },
-            status_code=422,
-        )
+    async def _invalid(_: Request, exc: RequestValidationError) -> Response:
+        return error_response(request_error(exc))
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        code = {404: "not_found", 405: "method_not_allowed"}.get(exc.status_code, "http_error")
-        return JSONResponse(
-            {"error": {"code": code, "message": str(exc.detail), "details": None}},
-            status_code=exc.status_code,
-            headers=exc.headers,
-        )
+    async def _http(_: Request, exc: StarletteHTTPException) -> Response:
+        headers = dict(exc.headers or {})
+        return error_response(HTTPError(exc.status_code, str(exc.detail), headers=headers))
 
     return app
+
+
+def error_response(exc: ArbiterError) -> JSONResponse:
+    """Any error the API answers, as the one error JSON with its status and headers."""
+    return JSONResponse(exc.body(), status_code=exc.status, headers=exc.headers)
+
+
+def request_error(exc: RequestValidationError) -> ArbiterError:
+    """FastAPI's validation error as ours: 400 for a body that is not JSON, else 422 naming
+    every bad field."""
+    errors = list(exc.errors())
+    bad_json = next((e for e in errors if e.get("type") == "json_invalid"), None)
+    if bad_json is not None:
+        where = text_position(exc.body, bad_json["loc"][-1])
+        why = bad_json.get("ctx", {}).get("error", "not JSON")
+        return BadRequest(
+            f"the body is not valid JSON: {why} at {where}",
+            details=[{"field": where, "reason": why}],
+        )
+    details = validation_details(errors)
+    first = details[0] if details else {"field": "$", "reason": "invalid"}
+    name = "$ (the whole JSON body)" if first["field"] == "$" else first["field"]
+    return InvalidInput(f"{name}: {first['reason']}", details=details)

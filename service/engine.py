@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any, Protocol
 
@@ -100,6 +101,21 @@ class DecisionResponse(BaseModel):
         )
 
 
+@dataclass(frozen=True)
+class Decided:
+    """What decide_raw answers: the stored JSON text, whether it is an idempotent replay,
+    and the envelope model when it was made now (a replay has only its stored text)."""
+
+    body: str
+    replayed: bool
+    response: DecisionResponse | None = None
+
+    def envelope(self) -> DecisionResponse:
+        if self.response is not None:
+            return self.response
+        return DecisionResponse.model_validate_json(self.body)  # the stored replay
+
+
 class ShadowSink(Protocol):
     """Where live decisions are handed for shadow evaluation (service.shadow.ShadowRunner)."""
 
@@ -174,8 +190,7 @@ class Engine:
 
     async def decide(self, **kwargs: Any) -> DecisionResponse:
         """Decide a validated case, log it, and return the envelope."""
-        body, _ = await self.decide_raw(**kwargs)
-        return DecisionResponse.model_validate_json(body)
+        return (await self.decide_raw(**kwargs)).envelope()
 
     async def decide_raw(
         self,
@@ -188,8 +203,8 @@ class Engine:
         pin_version: str | None = None,
         deadline_s: float | None = None,
         request_id: str | None = None,
-    ) -> tuple[str, bool]:
-        """The envelope as JSON text, and whether it is an idempotent replay.
+    ) -> Decided:
+        """The envelope (as a model, and as the JSON text stored for idempotent replays).
 
         Same Idempotency-Key and same request → the stored response, byte for byte, with
         no second decision; same key with another request → 409; a key whose first request
@@ -246,7 +261,7 @@ class Engine:
                         "decision record: it was altered in the database and is not replayed",
                         details={"decision_id": held.decision_id},
                     )
-                return held.response, True
+                return Decided(body=held.response, replayed=True)
         try:
             order_id, _ = k.subjects(case)
             snapshot = self.registry.snapshot  # one view of the specs for this request
@@ -266,13 +281,10 @@ class Engine:
                 idempotency_key=idempotency_key,
                 deadline_s=deadline_s,
                 request_id=request_id,
+                reject_overload=self.settings.overload_mode == "reject",
             )
-            if row.fallback_reason == "overloaded" and self.settings.overload_mode == "reject":
-                raise Overloaded(
-                    "too many decisions need the LLM right now; retry shortly",
-                    headers={"Retry-After": "1"},
-                )
-            body = DecisionResponse.from_row(row).model_dump_json()
+            response = DecisionResponse.from_row(row)
+            body = response.model_dump_json()
             keyed = (scope, body, claim) if scope and claim else None
             row = await db.call(partial(self.log.append, row=row, idempotency=keyed))
         except BaseException:
@@ -284,7 +296,7 @@ class Engine:
             cand = snapshot.candidate(kind)
             if cand is not None and cand.meta.rollout == "shadow":
                 self.shadow.submit(kind=kind, case=case, live_id=row.id, spec=cand)
-        return body, False
+        return Decided(body=body, replayed=False, response=response)
 
     async def _release(self, scope: str, claim: str) -> None:
         """Give a failed request's key back; if the database cannot, its lease ends it."""
@@ -307,8 +319,12 @@ class Engine:
         shadow_of: str | None = None,
         deadline_s: float | None = None,
         request_id: str | None = None,
+        reject_overload: bool = False,
     ) -> DecisionRow:
-        """Run the pipeline for a case under one spec version; the record is not yet written."""
+        """Run the pipeline for a case under one spec version; the record is not yet written.
+
+        With `reject_overload`, a case the LLM cannot take for overload raises Overloaded
+        (503) before any fallback is computed."""
         started = time.monotonic()
         params = spec.params
         attempts: list[Attempt] = []
@@ -340,6 +356,11 @@ class Engine:
                 many=k.allows_many_tool_calls,
             )
             attempts, usage, llm_ms = result.attempts, result.usage, result.latency_ms
+            if result.failure == "overloaded" and reject_overload:
+                raise Overloaded(
+                    "too many decisions need the LLM right now; retry shortly",
+                    headers={"Retry-After": "1"},
+                )
             if result.verdict is None:
                 verdict, source = k.fallback(case, params, facts), "fallback"
                 fallback_reason = result.failure

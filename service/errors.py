@@ -5,6 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 
+def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
+    """The one error JSON: {"error": {"code", "message", "details"}}."""
+    return {"error": {"code": code, "message": message, "details": details}}
+
+
 class ArbiterError(Exception):
     """Root of every error Arbiter raises on purpose."""
 
@@ -19,7 +24,23 @@ class ArbiterError(Exception):
 
     def body(self) -> dict[str, Any]:
         """The JSON error body."""
-        return {"error": {"code": self.code, "message": self.message, "details": self.details}}
+        return error_body(self.code, self.message, self.details)
+
+
+class BadRequest(ArbiterError):
+    """The request cannot be read at all (a body that is not JSON)."""
+
+    status = 400
+    code = "bad_request"
+
+
+class HTTPError(ArbiterError):
+    """An HTTP-level refusal from the framework (no such route, method not allowed)."""
+
+    def __init__(self, status: int, message: str, *, headers: dict[str, str] | None = None):
+        super().__init__(message, headers=headers)
+        self.status = status
+        self.code = {404: "not_found", 405: "method_not_allowed"}.get(status, "http_error")
 
 
 class InvalidInput(ArbiterError):

@@ -11,6 +11,8 @@ import uuid
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from service.errors import error_body
+
 access_log = logging.getLogger("arbiter.access")
 request_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
     "request_id", default=None
@@ -120,13 +122,7 @@ class ResponseHeaders:
         except Exception:
             if not responded:  # answer the error JSON, with our headers, before re-raising
                 body = json.dumps(
-                    {
-                        "error": {
-                            "code": "internal_error",
-                            "message": f"internal error; quote request id {rid}",
-                            "details": None,
-                        }
-                    }
+                    error_body("internal_error", f"internal error; quote request id {rid}")
                 ).encode()
                 await send_with_headers(
                     {

@@ -122,6 +122,29 @@ async def test_overload_beyond_the_limit(api_factory: Any, mode: str) -> None:
             await cm.__aexit__(None, None, None)
 
 
+async def test_a_rejected_overload_computes_no_fallback(
+    api_factory: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """overload_mode=reject answers 503 before the rules' fallback is worked out."""
+    from service.kinds.registry import KINDS
+
+    kind, calls = KINDS["returns"], []
+    real = kind.fallback
+    monkeypatch.setattr(kind, "fallback", lambda c, p: calls.append(c) or real(c, p))
+    with respx.mock(base_url=LLM_BASE, assert_all_mocked=True) as mock:
+        mock.post("/chat/completions").mock(side_effect=_slow)
+        api, cm = await api_factory(llm=True, llm_max_concurrency=1, overload_mode="reject")
+        try:
+            rs = await asyncio.gather(
+                *(api.decide("returns", contract("returns.request")) for _ in range(4))
+            )
+            assert sorted(r.status_code for r in rs) == [200, 503, 503, 503]
+            assert calls == [] and count(api) == 1
+        finally:
+            await api.client.aclose()
+            await cm.__aexit__(None, None, None)
+
+
 async def test_per_request_deadline(llm_api: Any) -> None:
     api, mock = llm_api
     mock.post("/chat/completions").mock(side_effect=_slow)

@@ -59,7 +59,7 @@ def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[Response]]:
                 f"deadline_ms: at most {int(limit * 1000)}",
                 details=[{"field": "deadline_ms", "reason": "above the limit"}],
             )
-        body, replayed = await engine.decide_raw(
+        decided = await engine.decide_raw(
             kind=kind.name,
             case=case,
             caller=caller.key_id,
@@ -69,8 +69,8 @@ def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[Response]]:
             deadline_s=deadline_ms / 1000 if deadline_ms else None,
             request_id=current_request_id(),
         )
-        headers = {"Idempotent-Replayed": "true"} if replayed else {}
-        return Response(content=body, media_type="application/json", headers=headers)
+        headers = {"Idempotent-Replayed": "true"} if decided.replayed else {}
+        return Response(content=decided.body, media_type="application/json", headers=headers)
 
     decide.__doc__ = f"Decide a {kind.name} case. {type(kind).__doc__ or ''}"
     return decide

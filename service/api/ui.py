@@ -61,8 +61,14 @@ UI_SCOPES = frozenset(
 LOGIN_CSRF = "arb_login_csrf"
 
 
-class LoginRequired(Exception):
+class LoginRequired(ArbiterError):
     """No valid session: the page redirects to the login form."""
+
+    status = 401
+    code = "login_required"
+
+    def __init__(self) -> None:
+        super().__init__("log in to see this page")
 
 
 async def ui_caller(

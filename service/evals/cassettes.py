@@ -14,6 +14,7 @@ from typing import Any
 
 import httpx
 
+from service.errors import ArbiterError
 from service.llm.client import current_alias
 
 
@@ -42,7 +43,7 @@ def tape(directory: Path, case: str) -> Iterator[Tape]:
         _current.reset(token)
 
 
-class CassetteMissing(Exception):
+class CassetteMissing(ArbiterError):
     """No recording for this prompt and model: the prompt changed since recording."""
 
 

@@ -34,13 +34,14 @@ from instructor import Mode
 from instructor.processing import openai_schema, process_response
 from pydantic import BaseModel, ValidationError
 
+from service.errors import ArbiterError
 from service.settings import StructuredMode
 
 FENCE = re.compile(r"```[ \t]*(?:json|JSON)?[ \t]*\n?(.*?)```", re.S)
 MAX_NAME = 64
 
 
-class InvalidReply(Exception):
+class InvalidReply(ArbiterError):
     """A reply that is not a valid instance of the response model."""
 
     def __init__(
