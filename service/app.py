@@ -9,14 +9,16 @@ import logging
 import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from importlib import resources
 from typing import Any
 from urllib.parse import quote
 
 import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import JSONResponse, RedirectResponse, Response
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -154,7 +156,7 @@ def create_app(
         BodyLimits, max_bytes=settings.max_body_bytes, max_depth=settings.max_json_depth
     )
     app.add_middleware(ResponseHeaders)  # outermost: every response, errors too
-    app.include_router(decisions.build_router(kinds))
+    app.include_router(decisions.build_router(kinds, max_deadline_s=settings.max_deadline_s))
     app.include_router(reviews.router)
     app.include_router(audit.router)
     app.include_router(audit.proof_router)
@@ -162,21 +164,31 @@ def create_app(
     app.include_router(health.router)
     app.include_router(ui.router)
 
+    # API docs from assets installed with the package (fastapi-offline): no CDN, no internet
+    app.mount(DOCS_ASSETS, StaticFiles(directory=docs_assets_dir()), name="docs-assets")
+
     @app.get("/docs", include_in_schema=False)
     async def _docs() -> Response:
-        page = get_swagger_ui_html(openapi_url="/openapi.json", title="Arbiter - API")
-        scripts = re.findall(r"<script>(.*?)</script>", bytes(page.body).decode(), re.S)
-        hashes = " ".join(
-            "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
-            for s in scripts
+        page = get_swagger_ui_html(
+            openapi_url="/openapi.json",
+            title="Arbiter - API",
+            swagger_js_url=f"{DOCS_ASSETS}/swagger-ui-bundle.js",
+            swagger_css_url=f"{DOCS_ASSETS}/swagger-ui.css",
+            swagger_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            swagger_ui_parameters={"persistAuthorization": False},
         )
-        cdn = "https://cdn.jsdelivr.net"
-        page.headers["content-security-policy"] = (
-            f"default-src 'none'; script-src {cdn} {hashes}; style-src {cdn}; "
-            "img-src https://fastapi.tiangolo.com data:; connect-src 'self'; "
-            "frame-ancestors 'none'; base-uri 'none'"
+        return docs_page(page)
+
+    @app.get("/redoc", include_in_schema=False)
+    async def _redoc() -> Response:
+        page = get_redoc_html(
+            openapi_url="/openapi.json",
+            title="Arbiter - API",
+            redoc_js_url=f"{DOCS_ASSETS}/redoc.standalone.js",
+            redoc_favicon_url=f"{DOCS_ASSETS}/favicon.png",
+            with_google_fonts=False,
         )
-        return page
+        return docs_page(page)
 
     @app.get("/", include_in_schema=False)
     async def _root() -> RedirectResponse:
@@ -219,6 +231,30 @@ def create_app(
         return error_response(HTTPError(exc.status_code, str(exc.detail), headers=headers))
 
     return app
+
+
+DOCS_ASSETS = "/docs/assets"
+
+
+def docs_assets_dir() -> str:
+    """Swagger UI and ReDoc as shipped by the installed fastapi-offline package."""
+    return str(resources.files("fastapi_offline").joinpath("static"))
+
+
+def docs_page(page: HTMLResponse) -> HTMLResponse:
+    """A docs page with a CSP that admits only its own assets and inline script."""
+    scripts = re.findall(r"<script>(.*?)</script>", bytes(page.body).decode(), re.S)
+    hashes = " ".join(
+        "'sha256-" + base64.b64encode(hashlib.sha256(s.encode()).digest()).decode() + "'"
+        for s in scripts
+    )
+    # ReDoc injects its styles and runs its search in a worker made from a blob
+    page.headers["content-security-policy"] = (
+        f"default-src 'none'; script-src 'self' {hashes}; style-src 'self' 'unsafe-inline'; "
+        "img-src 'self' data:; font-src 'self' data:; connect-src 'self'; "
+        "worker-src 'self' blob:; frame-ancestors 'none'; base-uri 'none'"
+    )
+    return page
 
 
 def error_response(exc: ArbiterError) -> JSONResponse:

@@ -9,6 +9,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from service.auth import Caller
 from service.engine import Engine
@@ -74,7 +75,20 @@ RegistryDep = Annotated[SpecRegistry, Depends(get_registry)]
 KindsDep = Annotated[Kinds, Depends(get_kinds)]
 
 
-async def get_caller(request: Request, keys: KeysDep) -> Caller:
+bearer = HTTPBearer(
+    auto_error=False,
+    scheme_name="bearer",
+    description="An Arbiter API key: `Authorization: Bearer <key>` (arbiter keys create).",
+)
+"""Declares the bearer scheme in OpenAPI (Swagger's Authorize button); the key is read
+and checked below, with Arbiter's own error answers."""
+
+
+async def get_caller(
+    request: Request,
+    keys: KeysDep,
+    _declared: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)] = None,
+) -> Caller:
     """The caller behind the bearer key; 401 without a valid key."""
     header = request.headers.get("authorization", "")
     scheme, _, secret = header.partition(" ")

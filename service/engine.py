@@ -10,7 +10,7 @@ from functools import partial
 from typing import Any, Protocol
 
 import anyio
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 from ulid import ULID
 
 from service.errors import (
@@ -24,7 +24,7 @@ from service.errors import (
 from service.kinds.base import Check, VerdictBase, field_paths
 from service.kinds.injection import screen
 from service.kinds.registry import AnyKind, Kinds
-from service.llm.client import FallbackReason, LLMClient
+from service.llm.client import LLMClient
 from service.llm.prompts import PromptLibrary
 from service.llm.usage import Attempt, Usage
 from service.log.chain import canonical, utc_iso
@@ -35,6 +35,7 @@ from service.metrics import Metrics
 from service.settings import Settings
 from service.specs.loader import Spec
 from service.specs.registry import SpecRegistry
+from service.vocabulary import FallbackReason, Source
 
 logger = logging.getLogger("arbiter")
 
@@ -58,21 +59,22 @@ class LatencyOut(BaseModel):
 
 
 class DecisionResponse(BaseModel):
-    """The envelope every POST /v1/decisions/{kind} returns."""
+    """The envelope every POST /v1/decisions/{kind} returns (typed per kind in the API:
+    `verdict` is the kind's verdict, `outcome` its headline)."""
 
     decision_id: str
     kind: str
-    created_at: str
+    created_at: str = Field(description="UTC, ISO 8601 with milliseconds and Z.")
     outcome: str
     verdict: dict[str, Any]
-    source: str
+    source: Source
     needs_review: bool
     review_reasons: list[str]
     cited_clauses: list[str]
     rationale: str
-    confidence: float
+    confidence: float = Field(ge=0, le=1)
     checks: list[Check]
-    fallback_reason: str | None
+    fallback_reason: FallbackReason | None
     spec: SpecRef
     model: str | None
     usage: UsageOut
@@ -341,7 +343,7 @@ class Engine:
         case_json = case.model_dump(mode="json")
         injection = screen(case_json, field_paths(k.Case).untrusted)
         verdict: VerdictBase | None = k.precheck(case, params, facts)
-        source = "rules"
+        source: Source = "rules"
         if verdict is None and self.llm is None:
             verdict, source = k.fallback(case, params, facts), "fallback"
             fallback_reason = "llm_disabled"

@@ -1,4 +1,5 @@
-"""schemathesis against /openapi.json: no 5xx, responses match the schema, bad data → 4xx.
+"""schemathesis against /openapi.json: no 5xx; every response is documented (status code,
+content type) and matches its schema, errors included; bad data → 4xx.
 
 Every generated request goes to two servers, one on SQLite and one on PostgreSQL: SQLite
 stores what PostgreSQL refuses (over-long VARCHARs, NUL characters), so a request that is
@@ -23,8 +24,10 @@ import schemathesis
 import uvicorn
 from hypothesis import HealthCheck, settings
 from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
     negative_data_rejection,
     response_schema_conformance,
+    status_code_conformance,
 )
 
 from service.app import create_app
@@ -94,5 +97,11 @@ def test_api(case: Any, fuzz_servers: list[dict[str, str]]) -> None:
         )
         case.validate_response(
             response,
-            checks=[_not_a_server_error, response_schema_conformance, negative_data_rejection],
+            checks=[
+                _not_a_server_error,
+                status_code_conformance,
+                content_type_conformance,
+                response_schema_conformance,
+                negative_data_rejection,
+            ],
         )

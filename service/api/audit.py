@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.api.filters import IsoTime, ListFilters
+from service.api.schemas import AUTHED, ERRORS, ErrorResponse, Stats, VerifyReport, errors
 from service.audit import export_lines, stats
 from service.auth import Caller
 from service.deps import KindsDep, LogDep, SettingsDep, StoresDep, require
@@ -18,12 +19,16 @@ from service.log.checkpoints import read_directory, verifier_from
 from service.log.proofs import consistency, inclusion, published_checkpoints
 from service.log.verify import audit as audit_log
 
-router = APIRouter(prefix="/v1/audit", tags=["audit"])
-proof_router = APIRouter(prefix="/v1/decisions", tags=["audit"])
+router = APIRouter(prefix="/v1/audit", tags=["audit"], responses=errors(*AUTHED, 422))
+proof_router = APIRouter(prefix="/v1/decisions", tags=["audit"], responses=errors(*AUTHED, 422))
 AuditCaller = Annotated[Caller, Depends(require("audit"))]
 
 
-@router.get("/verify")
+@router.get(
+    "/verify",
+    response_model=VerifyReport,
+    responses={409: {"model": VerifyReport, "description": "The chain is broken: first_bad"}},
+)
 async def verify(
     log: LogDep,
     stores: StoresDep,
@@ -57,7 +62,23 @@ async def verify(
     return JSONResponse(report.as_dict(), status_code=200 if report.ok else 409)
 
 
-@router.get("/export")
+@router.get(
+    "/export",
+    response_class=StreamingResponse,
+    responses={
+        200: {
+            "description": "One record per line (JSON lines), or CSV with a header row",
+            "content": {
+                "application/x-ndjson": {"schema": {"type": "string"}},
+                "text/csv": {"schema": {"type": "string"}},
+            },
+        },
+        403: {
+            "model": ErrorResponse,
+            "description": ERRORS[403] + " `q` needs audit:pii.",
+        },
+    },
+)
 async def export(
     log: LogDep,
     kinds: KindsDep,
@@ -67,7 +88,7 @@ async def export(
 ) -> StreamingResponse:
     """Stream matching records, oldest first, in constant memory."""
     pii = caller.has("audit:pii")
-    lines = export_lines(log, filters.to_filter(), format, pii=pii, kinds=kinds)
+    lines = export_lines(log, filters.to_filter(pii=pii), format, pii=pii, kinds=kinds)
 
     async def body() -> Any:
         while True:
@@ -83,7 +104,7 @@ async def export(
     )
 
 
-@router.get("/stats")
+@router.get("/stats", response_model=Stats)
 async def get_stats(
     log: LogDep,
     kinds: KindsDep,

@@ -4,15 +4,17 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated, Any
 
 import anyio
-from fastapi import APIRouter, Depends, Header, Query
+from fastapi import APIRouter, Body, Depends, Header, Query
 from fastapi.responses import Response
+from pydantic import create_model
 
 from service.api.filters import ListFilters, decode_cursor, encode_cursor, summary
+from service.api.schemas import AUTHED, DecisionDetail, DecisionPage, errors
 from service.audit import decision_detail
 from service.auth import Caller
 from service.deps import EngineDep, LogDep, RegistryDep, json_body, require
 from service.engine import DecisionResponse
-from service.errors import InvalidInput, MethodNotAllowed, NotFound
+from service.errors import MethodNotAllowed, NotFound
 from service.http import current_request_id
 from service.kinds.registry import AnyKind, Kinds
 
@@ -33,8 +35,30 @@ PinVersion = Annotated[
 ]
 
 
-def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[Response]]:
-    case_model: Any = kind.Case
+MIN_DEADLINE_MS = 100
+
+
+def decision_model(kind: AnyKind) -> type[DecisionResponse]:
+    """The envelope of one kind: `verdict` is its verdict, `outcome` its headline."""
+    model: type[DecisionResponse] = create_model(
+        f"{kind.name.title().replace('_', '')}Decision",
+        __base__=DecisionResponse,
+        __doc__=f"The decision on a {kind.name} case.",
+        outcome=(kind.outcome_type(), ...),
+        verdict=(kind.Verdict, ...),
+    )
+    return model
+
+
+def _decide_route(kind: AnyKind, max_deadline_ms: int) -> Callable[..., Awaitable[Response]]:
+    case_model: Any = Annotated[
+        kind.Case,
+        Body(
+            openapi_examples={
+                kind.name: {"summary": f"A {kind.name} case", "value": kind.example()}
+            }
+        ),
+    ]
 
     async def decide(
         case: case_model,
@@ -46,19 +70,13 @@ def _decide_route(kind: AnyKind) -> Callable[..., Awaitable[Response]]:
         deadline_ms: Annotated[
             int | None,
             Query(
-                ge=100,
-                le=300_000,
-                description="End-to-end LLM deadline for this request "
-                "(bounded by ARBITER_MAX_DEADLINE_S)",
+                ge=MIN_DEADLINE_MS,
+                le=max_deadline_ms,
+                description="End-to-end LLM deadline for this request, in milliseconds "
+                "(at most ARBITER_MAX_DEADLINE_S)",
             ),
         ] = None,
     ) -> Response:
-        limit = engine.settings.max_deadline_s
-        if deadline_ms is not None and deadline_ms / 1000 > limit:
-            raise InvalidInput(
-                f"deadline_ms: at most {int(limit * 1000)}",
-                details=[{"field": "deadline_ms", "reason": "above the limit"}],
-            )
         decided = await engine.decide_raw(
             kind=kind.name,
             case=case,
@@ -80,14 +98,23 @@ async def post_only() -> None:
     raise MethodNotAllowed("a decision is asked for with POST", headers={"Allow": "POST"})
 
 
-def build_router(kinds: Kinds) -> APIRouter:
-    router = APIRouter(prefix="/v1", tags=["decisions"])
+def build_router(kinds: Kinds, *, max_deadline_s: float) -> APIRouter:
+    """The decision routes of the `kinds` registry; `deadline_ms` is bounded as enforced."""
+    router = APIRouter(prefix="/v1", tags=["decisions"], responses=errors(*AUTHED, 422))
+    max_deadline_ms = int(max_deadline_s * 1000)
     for kind in kinds.values():
         router.add_api_route(
             f"/decisions/{kind.name}",
-            _decide_route(kind),
+            _decide_route(kind, max_deadline_ms),
             methods=["POST"],
-            response_model=DecisionResponse,
+            response_model=decision_model(kind),
+            responses={
+                200: {
+                    "description": "The decision (also for an idempotent replay, with the "
+                    "header Idempotent-Replayed: true)"
+                },
+                **errors(400, 404, 409, 413, 415),
+            },
             name=f"decide_{kind.name}",
             summary=f"Decide a {kind.name} case",
             dependencies=[Depends(json_body)],
@@ -104,7 +131,7 @@ def build_router(kinds: Kinds) -> APIRouter:
     async def unknown_kind(kind: str) -> None:
         raise NotFound(f"unknown decision kind {kind!r}", details={"known": sorted(kinds)})
 
-    @router.get("/decisions", tags=["audit"])
+    @router.get("/decisions", tags=["audit"], response_model=DecisionPage)
     async def list_decisions(
         log: LogDep,
         caller: AuditCaller,
@@ -113,18 +140,23 @@ def build_router(kinds: Kinds) -> APIRouter:
         limit: Annotated[int, Query(ge=1, le=500)] = 50,
     ) -> dict[str, Any]:
         """Decisions newest first, filtered, with a stable cursor (inserts never shift pages)."""
+        pii = caller.has("audit:pii")
         before = decode_cursor(cursor)
         rows = await anyio.to_thread.run_sync(
             lambda: log.list_decisions(
-                filters=filters.to_filter(), before_seq=before, limit=limit + 1
+                filters=filters.to_filter(pii=pii), before_seq=before, limit=limit + 1
             )
         )
         page = rows[:limit]
         nxt = encode_cursor(page[-1].seq) if len(rows) > limit and page[-1].seq else None
-        pii = caller.has("audit:pii")
         return {"decisions": [summary(r, kinds, pii=pii) for r in page], "next_cursor": nxt}
 
-    @router.get("/decisions/{decision_id}", tags=["audit"])
+    @router.get(
+        "/decisions/{decision_id}",
+        tags=["audit"],
+        response_model=DecisionDetail,
+        responses=errors(404),
+    )
     async def get_decision(
         decision_id: str, log: LogDep, registry: RegistryDep, caller: ReaderCaller
     ) -> dict[str, Any]:

@@ -4,18 +4,19 @@ from __future__ import annotations
 
 import base64
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from fastapi import Query
 from pydantic import BaseModel, BeforeValidator, WithJsonSchema
 
-from service.errors import InvalidInput
+from service.errors import Forbidden, InvalidInput
 from service.kinds.registry import Kinds
 from service.limits import MAX_SEQ, year_in_range
 from service.log.chain import parse_utc, utc_iso
 from service.log.decisions import DecisionFilter
 from service.log.masking import for_reader
 from service.log.models import OUTCOME_MAX, DecisionRow
+from service.vocabulary import FallbackReason, Source
 
 
 def _iso(value: Any) -> Any:
@@ -41,7 +42,7 @@ class ListFilters(BaseModel):
     """Filters of GET /v1/decisions and the export (query parameters)."""
 
     kind: Annotated[str | None, Query(max_length=32)] = None
-    source: Annotated[Literal["rules", "llm", "fallback", "review"] | None, Query()] = None
+    source: Annotated[Source | None, Query()] = None
     outcome: Annotated[
         str | None,
         Query(
@@ -50,17 +51,32 @@ class ListFilters(BaseModel):
         ),
     ] = None
     needs_review: bool | None = None
-    fallback_reason: Annotated[str | None, Query(max_length=32)] = None
+    fallback_reason: Annotated[FallbackReason | None, Query()] = None
     spec_sha: Annotated[str | None, Query(max_length=64, pattern=r"^[0-9a-fA-F]+$")] = None
     model: Annotated[str | None, Query(max_length=128)] = None
     order_id: Annotated[str | None, Query(max_length=64)] = None
     customer_id: Annotated[str | None, Query(max_length=64)] = None
     since: IsoTime | None = None
     until: IsoTime | None = None
-    q: Annotated[str | None, Query(max_length=200, description="text in the rationale")] = None
+    q: Annotated[
+        str | None,
+        Query(
+            max_length=200,
+            description="text in the rationale (needs `audit:pii`: the rationale may quote "
+            "the customer)",
+        ),
+    ] = None
     include_shadow: bool = False
 
-    def to_filter(self) -> DecisionFilter:
+    def to_filter(self, *, pii: bool) -> DecisionFilter:
+        """The store's filter; 403 for a rationale search without `audit:pii` (it would
+        reveal masked text one guess at a time)."""
+        if self.q and not pii:
+            raise Forbidden(
+                "q searches the rationale, which may quote the customer: it needs the "
+                "'audit:pii' scope",
+                details={"required": "audit:pii"},
+            )
         return DecisionFilter(**self.model_dump())
 
 

@@ -8,6 +8,7 @@ import anyio
 from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, PlainTextResponse
 
+from service.api.schemas import Health, Readiness, errors
 from service.deps import EngineDep, ServicesDep, metrics_reader
 from service.errors import StoreUnavailable
 from service.llm.client import describe_probe, model_names
@@ -15,13 +16,20 @@ from service.llm.client import describe_probe, model_names
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
+@router.get("/healthz", response_model=Health)
 async def healthz() -> dict[str, str]:
     """The process is up."""
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get(
+    "/readyz",
+    response_model=Readiness,
+    responses={
+        503: {"model": Readiness, "description": "Not ready: `reasons` says why"},
+        **errors(500),
+    },
+)
 async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     """The database answers and every kind has a usable spec; how the rate limit is kept."""
     try:
@@ -49,7 +57,16 @@ async def readyz(request: Request, engine: EngineDep) -> JSONResponse:
     return JSONResponse(body, status_code=503 if reasons else 200)
 
 
-@router.get("/metrics", response_class=PlainTextResponse, dependencies=[Depends(metrics_reader)])
+@router.get(
+    "/metrics",
+    response_class=PlainTextResponse,
+    response_model=None,
+    dependencies=[Depends(metrics_reader)],
+    responses={
+        200: {"content": {"text/plain": {"schema": {"type": "string"}}}},
+        **errors(401, 403, 429, 500, 503, media="application/json"),
+    },
+)
 async def metrics(engine: EngineDep, services: ServicesDep) -> str:
     """Prometheus counters and gauges; no ids, keys or personal data."""
     shadow = services.shadow

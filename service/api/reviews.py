@@ -10,13 +10,14 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field, field_validator
 
 from service.api.filters import decode_cursor, encode_cursor, summary
+from service.api.schemas import AUTHED, ReviewOut, ReviewPage, errors
 from service.audit import submit_review
 from service.auth import Caller
 from service.deps import KindsDep, LogDep, RegistryDep, json_body, require
 from service.kinds.base import storable
 from service.log.masking import for_reader
 
-router = APIRouter(prefix="/v1", tags=["reviews"])
+router = APIRouter(prefix="/v1", tags=["reviews"], responses=errors(*AUTHED, 422))
 ReviewCaller = Annotated[Caller, Depends(require("review"))]
 
 
@@ -29,7 +30,7 @@ class ReviewIn(BaseModel):
     check_storable = field_validator("*", mode="after")(storable)
 
 
-@router.get("/reviews")
+@router.get("/reviews", response_model=ReviewPage)
 async def list_reviews(
     log: LogDep,
     kinds: KindsDep,
@@ -58,22 +59,15 @@ async def list_reviews(
     }
 
 
-class ReviewOut(BaseModel):
-    """The review record: settled (201), or awaiting a second reviewer (202)."""
-
-    model_config = {"extra": "allow"}
-
-    decision_id: str
-    settled: bool
-    verdict: dict[str, Any]
-    review_reasons: list[str]
-
-
 @router.post(
     "/decisions/{decision_id}/review",
     status_code=201,
     response_model=ReviewOut,
-    responses={202: {"model": ReviewOut, "description": "Awaiting a second reviewer"}},
+    responses={
+        201: {"description": "Settled: the review supersedes the decision"},
+        202: {"model": ReviewOut, "description": "Awaiting a second reviewer"},
+        **errors(400, 404, 409, 413, 415),
+    },
     dependencies=[Depends(json_body)],
 )
 async def review(

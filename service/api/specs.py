@@ -9,6 +9,15 @@ from fastapi import APIRouter, Depends, Query
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict, Field
 
+from service.api.schemas import (
+    AUTHED,
+    RolloutReport,
+    SpecDiff,
+    SpecList,
+    VersionDetail,
+    VersionList,
+    errors,
+)
 from service.auth import POLICY_READERS, Caller
 from service.deps import EngineDep, LogDep, ServicesDep, SettingsDep, json_body, require
 from service.errors import NotFound
@@ -16,7 +25,7 @@ from service.specs import publish
 from service.specs.rollout import rollout_report
 from service.specs.versions import diff_by_ref, version_detail
 
-router = APIRouter(prefix="/v1/specs", tags=["specs"])
+router = APIRouter(prefix="/v1/specs", tags=["specs"], responses=errors(*AUTHED))
 PolicyReader = Annotated[Caller, Depends(require(*POLICY_READERS))]
 PolicyEditor = Annotated[Caller, Depends(require("policy:edit"))]
 PolicyPublisher = Annotated[Caller, Depends(require("policy:publish"))]
@@ -68,14 +77,14 @@ class EvalIn(BaseModel):
     mode: Literal["rules", "recorded"] = "rules"
 
 
-@router.get("")
+@router.get("", response_model=SpecList)
 async def list_specs(engine: EngineDep, _: PolicyReader) -> dict[str, Any]:
     """The versions serving now (from the database), and every file in specs/ with the
     errors refusing it."""
     return {"serving": engine.registry.serving(), "specs": engine.registry.status()}
 
 
-@router.get("/{kind}/versions")
+@router.get("/{kind}/versions", response_model=VersionList, responses=errors(404, 422))
 async def list_versions(
     kind: str, engine: EngineDep, services: ServicesDep, _: PolicyReader
 ) -> dict[str, Any]:
@@ -106,14 +115,14 @@ async def list_versions(
     }
 
 
-@router.get("/{kind}/versions/{sha}")
+@router.get("/{kind}/versions/{sha}", response_model=VersionDetail, responses=errors(404, 422))
 async def get_version(kind: str, sha: str, engine: EngineDep, _: PolicyReader) -> dict[str, Any]:
     """One version: text, parameters and clauses."""
     engine.kind(kind)
     return await anyio.to_thread.run_sync(lambda: version_detail(engine.registry, kind, sha))
 
 
-@router.get("/{kind}/diff")
+@router.get("/{kind}/diff", response_model=SpecDiff, responses=errors(404, 422))
 async def diff(
     kind: str,
     engine: EngineDep,
@@ -128,7 +137,7 @@ async def diff(
     return await anyio.to_thread.run_sync(lambda: diff_by_ref(engine.registry, kind, from_, to))
 
 
-@router.get("/{kind}/rollout")
+@router.get("/{kind}/rollout", response_model=RolloutReport, responses=errors(404, 422))
 async def rollout(
     kind: str,
     engine: EngineDep,

@@ -201,7 +201,9 @@ async def decisions(
         return page(request, "message.html", caller, csrf, title="Check the filters", message=why)
     before = decode_cursor(cursor)
     rows = await anyio.to_thread.run_sync(
-        lambda: log.list_decisions(filters=filters.to_filter(), before_seq=before, limit=51)
+        lambda: log.list_decisions(
+            filters=filters.to_filter(pii=caller.has("audit:pii")), before_seq=before, limit=51
+        )
     )
     params = {
         k: v for k, v in filters.model_dump(mode="json").items() if v not in (None, False, "")

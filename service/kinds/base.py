@@ -439,6 +439,9 @@ class DecisionKind(ABC, Generic[C, V, P]):
     """Clause ids that precheck, guard and fallback cite; every spec version must define them."""
     allows_many_tool_calls: ClassVar[bool] = False
     """Whether the model may answer with several calls of the offered tool (none does yet)."""
+    outcome_field: ClassVar[str | None] = "outcome"
+    """The verdict field that outcome() answers (its type is the outcome's enum in the API);
+    None when outcome() composes it."""
     automatic_only: ClassVar[frozenset[str]] = frozenset()
     """Guard checks that bind automatic decisions only ("never released automatically"): a
     person may go past them, with a second reviewer; for the LLM they fail like any other."""
@@ -518,9 +521,17 @@ class DecisionKind(ABC, Generic[C, V, P]):
         worded, more = self.wording(case, result.verdict, params, facts, person=person)
         return Guarded(verdict=worded, checks=[*checks, *more])
 
-    @abstractmethod
     def outcome(self, verdict: V) -> str:
-        """The headline of a verdict for the envelope."""
+        """The headline of a verdict for the envelope: by default its `outcome_field`."""
+        if self.outcome_field is None:
+            raise NotImplementedError(f"{self.name}: outcome() must say how it is made")
+        return str(getattr(verdict, self.outcome_field))
+
+    def outcome_type(self) -> Any:
+        """The type of outcome() (an enum when it is a closed verdict field), for the API."""
+        if self.outcome_field is None:
+            return str
+        return self.Verdict.model_fields[self.outcome_field].annotation
 
     @abstractmethod
     def example(self) -> dict[str, Any]:

@@ -102,7 +102,7 @@ class Address(StrictModel):
     country: str = Field(pattern=r"^[A-Z]{2}$")
 
 
-class Order(StrictModel):
+class ExceptionOrder(StrictModel):
     id: str = Field(min_length=1, max_length=64)
     channel: str = Field(max_length=32)
     currency: str = Field(pattern=r"^[A-Z]{3}$")
@@ -125,6 +125,9 @@ class Order(StrictModel):
 
     def line(self, sku: str) -> Line | None:
         return next((ln for ln in self.lines if ln.sku == sku), None)
+
+
+Order = ExceptionOrder  # the name the kind's code uses; ExceptionOrder in the API schema
 
 
 class Suggestion(StrictModel):
@@ -1022,6 +1025,7 @@ class Exceptions(DecisionKind[ExceptionCase, ExceptionVerdict, ExceptionParamete
     guardrails_version = "exceptions-guard-2"
     clause_refs = frozenset(f"E{i}" for i in range(1, 15))
     automatic_only = frozenset({"automatic_limits"})
+    outcome_field = "action"
 
     def example(self) -> dict[str, Any]:
         return sample_json("exceptions.json")

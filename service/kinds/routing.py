@@ -91,6 +91,7 @@ class Routing(DecisionKind[RoutingCase, RoutingVerdict, RoutingParameters]):
     Parameters = RoutingParameters
     guardrails_version = "routing-guard-2"
     clause_refs = frozenset(f"T{i}" for i in range(1, 12))
+    outcome_field = None  # a plan id, or cannot_fulfil
 
     def example(self) -> dict[str, Any]:
         return sample_json("routing.json")

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import aiohttp
 import httpx
@@ -43,6 +43,7 @@ from service.llm.prompts import Prompt
 from service.llm.retry import is_transient, parse_retry_after, stop_at, wait_policy
 from service.llm.usage import Attempt, Usage, cost, total_usage
 from service.settings import ResolvedModel, Settings
+from service.vocabulary import FallbackReason
 
 if TYPE_CHECKING:
     from service.specs.loader import Spec
@@ -53,18 +54,6 @@ BODY_EXCERPT = 300
 
 current_alias: contextvars.ContextVar[str | None] = contextvars.ContextVar("alias", default=None)
 """The policy's name for the model being called, while a request is sent (cassettes key on it)."""
-
-
-FallbackReason = Literal[
-    "llm_disabled",
-    "llm_timeout",
-    "llm_error",
-    "invalid_output",
-    "circuit_open",
-    "overloaded",
-    "guardrail_violation",
-]
-"""Why rules decided instead of the LLM (`fallback_reason` of a record)."""
 
 
 @dataclass
