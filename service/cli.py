@@ -44,8 +44,7 @@ _handed_kinds: ContextVar[Kinds | None] = ContextVar("arbiter_cli_kinds", defaul
 @app.callback()
 def _root(ctx: typer.Context) -> None:
     """Arbiter: decisions for order operations."""
-    if ctx.obj is not None:  # a registry of kinds handed in: app(obj=kinds), CliRunner(obj=)
-        _handed_kinds.set(ctx.obj)
+    _handed_kinds.set(ctx.obj)  # a registry handed in (app(obj=kinds)), or None: the shipped
 
 
 def _kinds() -> Kinds:
@@ -635,7 +634,7 @@ def _policy_ref(target: str) -> tuple[str, str]:
 
 @spec_app.command("promote")
 def spec_promote(
-    target: Annotated[str, typer.Argument(help="The kind (or the candidate's name, returns.next)")],
+    target: Annotated[str, typer.Argument(help="The kind (or the candidate's name, <kind>.next)")],
     ref: Annotated[
         str | None, typer.Argument(help="candidate (default), a version label or sha256")
     ] = None,

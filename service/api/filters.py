@@ -47,7 +47,7 @@ class ListFilters(BaseModel):
         str | None,
         Query(
             max_length=OUTCOME_MAX,
-            description="returns outcome, exceptions action, routing plan id",
+            description="the headline of the verdict, as in `outcome` of the envelope",
         ),
     ] = None
     needs_review: bool | None = None

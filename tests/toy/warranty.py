@@ -1,0 +1,146 @@
+"""A toy fourth decision kind, `warranty`, that lives entirely in tests/: one module, one
+spec (warranty.md), one prompt (warranty.md.j2), one eval suite (evals/warranty/).
+
+Is a broken product under warranty, and is it repaired, replaced or refunded?
+"""
+
+from __future__ import annotations
+
+from datetime import date
+from decimal import Decimal
+from typing import Annotated, Any, Literal
+
+from pydantic import Field
+
+from service.kinds.base import (
+    MONEY,
+    PERSONAL,
+    Check,
+    DecisionKind,
+    Guarded,
+    Money,
+    ParametersBase,
+    PersonalText,
+    StrictModel,
+    Timestamp,
+    UntrustedText,
+    VerdictBase,
+    utc_day,
+)
+
+
+class Product(StrictModel):
+    sku: str = Field(min_length=1, max_length=64)
+    price: Money
+    purchased_at: Timestamp
+
+
+class Owner(StrictModel):
+    id: str = Field(min_length=1, max_length=64)
+    name: PersonalText = Field(max_length=200)
+    email: PersonalText | None = Field(default=None, max_length=254)
+
+
+class WarrantyCase(StrictModel):
+    claim_id: str = Field(min_length=1, max_length=64)
+    claimed_at: Timestamp
+    product: Product
+    owner: Owner
+    description: UntrustedText
+    repairable: bool
+
+
+class WarrantyVerdict(VerdictBase):
+    """The answer to a warranty claim."""
+
+    outcome: Literal["repair", "replace", "refund", "deny", "needs_review"]
+    refund_amount: Annotated[Decimal, MONEY] = Field(ge=0, decimal_places=2)
+    customer_message: Annotated[str, PERSONAL] | None = Field(default=None, max_length=600)
+
+
+class WarrantyParameters(ParametersBase):
+    warranty_days: int = Field(ge=0, le=3650)
+
+
+class Warranty(DecisionKind[WarrantyCase, WarrantyVerdict, WarrantyParameters]):
+    """Warranty claims: in time, repaired if it can be, else replaced; late claims denied."""
+
+    name = "warranty"
+    Case = WarrantyCase
+    Verdict = WarrantyVerdict
+    Parameters = WarrantyParameters
+    guardrails_version = "warranty-guard-1"
+    clause_refs = frozenset({"W1", "W2", "W3"})
+
+    def _days(self, case: WarrantyCase) -> int:
+        return (utc_day(case.claimed_at) - utc_day(case.product.purchased_at)).days
+
+    def precheck(self, case: WarrantyCase, params: WarrantyParameters) -> WarrantyVerdict | None:
+        if self._days(case) > params.warranty_days:
+            return WarrantyVerdict(
+                outcome="deny",
+                refund_amount=Decimal("0.00"),
+                cited_clauses=["W1"],
+                rationale=f"Claimed {self._days(case)} days after purchase (W1).",
+                confidence=1.0,
+            )
+        return None
+
+    def guard(
+        self, case: WarrantyCase, verdict: WarrantyVerdict, params: WarrantyParameters
+    ) -> Guarded[WarrantyVerdict]:
+        checks = [Check(name="in_warranty", status="passed")]
+        if verdict.refund_amount > case.product.price:
+            verdict = verdict.model_copy(update={"refund_amount": case.product.price})
+            checks.append(Check(name="refund_within_price", status="repaired"))
+        else:
+            checks.append(Check(name="refund_within_price", status="passed"))
+        if verdict.outcome == "repair" and not case.repairable:
+            checks.append(Check(name="repair_possible", status="failed", detail="W2"))
+        return Guarded(verdict=verdict, checks=checks)
+
+    def fallback(self, case: WarrantyCase, params: WarrantyParameters) -> WarrantyVerdict:
+        denied = self.precheck(case, params)
+        if denied is not None:
+            return denied
+        if case.repairable:
+            return WarrantyVerdict(
+                outcome="repair",
+                refund_amount=Decimal("0.00"),
+                cited_clauses=["W2"],
+                rationale="In warranty and repairable (W2).",
+                confidence=0.9,
+            )
+        return WarrantyVerdict(
+            outcome="replace",
+            refund_amount=Decimal("0.00"),
+            cited_clauses=["W3"],
+            rationale="In warranty, not repairable: replaced (W3).",
+            confidence=0.9,
+        )
+
+    def reference_date(self, case: WarrantyCase) -> date:
+        return utc_day(case.claimed_at)
+
+    def case_value(self, case: WarrantyCase) -> Decimal:
+        return case.product.price
+
+    def subjects(self, case: WarrantyCase) -> tuple[str | None, str | None]:
+        return case.claim_id, case.owner.id
+
+    def example(self) -> dict[str, Any]:
+        return {
+            "claim_id": "WC-1001",
+            "claimed_at": "2026-11-20T10:00:00Z",
+            "product": {
+                "sku": "KETTLE-2",
+                "price": "59.00",
+                "purchased_at": "2026-06-01T12:00:00Z",
+            },
+            "owner": {"id": "CUS-9", "name": "Robin Vale", "email": "robin@example.com"},
+            "description": "It stopped heating after a week.",
+            "repairable": True,
+        }
+
+
+KIND = Warranty()
