@@ -9,7 +9,17 @@ from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import JSONResponse, StreamingResponse
 
 from service.api.filters import IsoTime, ListFilters
-from service.api.schemas import AUTHED, ERRORS, ErrorResponse, Stats, VerifyReport, errors
+from service.api.schemas import (
+    AUTHED,
+    ERRORS,
+    Checkpoints,
+    ConsistencyProof,
+    ErrorResponse,
+    InclusionProof,
+    Stats,
+    VerifyReport,
+    errors,
+)
 from service.audit import export_lines, stats
 from service.auth import Caller
 from service.deps import KindsDep, LogDep, SettingsDep, StoresDep, require
@@ -119,7 +129,7 @@ async def get_stats(
     )
 
 
-@router.get("/checkpoints")
+@router.get("/checkpoints", response_model=Checkpoints)
 async def checkpoints(
     settings: SettingsDep,
     _: AuditCaller,
@@ -131,7 +141,7 @@ async def checkpoints(
     return await anyio.to_thread.run_sync(lambda: published_checkpoints(settings, leaves=leaves))
 
 
-@router.get("/consistency")
+@router.get("/consistency", response_model=ConsistencyProof)
 async def get_consistency(
     stores: StoresDep,
     _: AuditCaller,
@@ -150,7 +160,7 @@ async def get_consistency(
     )
 
 
-@proof_router.get("/{decision_id}/proof")
+@proof_router.get("/{decision_id}/proof", response_model=InclusionProof, responses=errors(404))
 async def proof(
     decision_id: Annotated[str, Path(max_length=40)],
     stores: StoresDep,

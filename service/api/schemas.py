@@ -187,6 +187,41 @@ class VerifyReport(Open):
     head: dict[str, Any] | None
 
 
+class Checkpoints(Open):
+    """The published checkpoints (C2SP signed notes), oldest first; leaves on request."""
+
+    configured: bool
+    verifier_key: str | None
+    checkpoints: list[Any]
+    leaves: dict[str, Any] | None = None
+
+
+class InclusionProof(BaseModel):
+    """RFC 6962 audit path of a decision in its chain."""
+
+    decision_id: str
+    chain: str
+    seq: int | None
+    index: int
+    tree_size: int
+    record_hash: str
+    leaf_hash: str
+    proof: list[str]
+    root: str
+    checkpoint: str | None = Field(description="The signed note the proof is against, if any.")
+
+
+class ConsistencyProof(BaseModel):
+    """RFC 6962 consistency proof of one chain between two tree sizes."""
+
+    chain: str
+    first: int
+    second: int
+    first_root: str
+    second_root: str
+    proof: list[str]
+
+
 class DayStats(Open):
     decisions: int
     by_kind: dict[str, int]

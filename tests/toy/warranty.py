@@ -15,13 +15,13 @@ from pydantic import Field
 from service.kinds.base import (
     MONEY,
     PERSONAL,
-    Check,
     DecisionKind,
-    Guarded,
     Money,
     ParametersBase,
     PersonalText,
+    Ruling,
     StrictModel,
+    Term,
     Timestamp,
     UntrustedText,
     VerdictBase,
@@ -75,7 +75,9 @@ class Warranty(DecisionKind[WarrantyCase, WarrantyVerdict, WarrantyParameters]):
     def _days(self, case: WarrantyCase) -> int:
         return (utc_day(case.claimed_at) - utc_day(case.product.purchased_at)).days
 
-    def precheck(self, case: WarrantyCase, params: WarrantyParameters) -> WarrantyVerdict | None:
+    def precheck(
+        self, case: WarrantyCase, params: WarrantyParameters, facts: Any = None
+    ) -> WarrantyVerdict | None:
         if self._days(case) > params.warranty_days:
             return WarrantyVerdict(
                 outcome="deny",
@@ -86,38 +88,33 @@ class Warranty(DecisionKind[WarrantyCase, WarrantyVerdict, WarrantyParameters]):
             )
         return None
 
-    def guard(
-        self, case: WarrantyCase, verdict: WarrantyVerdict, params: WarrantyParameters
-    ) -> Guarded[WarrantyVerdict]:
-        checks = [Check(name="in_warranty", status="passed")]
-        if verdict.refund_amount > case.product.price:
-            verdict = verdict.model_copy(update={"refund_amount": case.product.price})
-            checks.append(Check(name="refund_within_price", status="repaired"))
-        else:
-            checks.append(Check(name="refund_within_price", status="passed"))
-        if verdict.outcome == "repair" and not case.repairable:
-            checks.append(Check(name="repair_possible", status="failed", detail="W2"))
-        return Guarded(verdict=verdict, checks=checks)
-
-    def fallback(self, case: WarrantyCase, params: WarrantyParameters) -> WarrantyVerdict:
-        denied = self.precheck(case, params)
-        if denied is not None:
-            return denied
-        if case.repairable:
-            return WarrantyVerdict(
-                outcome="repair",
+    def rulings(
+        self,
+        case: WarrantyCase,
+        params: WarrantyParameters,
+        facts: Any,
+        verdict: WarrantyVerdict | None,
+        *,
+        person: bool = False,
+    ) -> list[Ruling[WarrantyVerdict]]:
+        """One reading: W1 denies late claims, W2 repairs, W3 replaces; no refund."""
+        v = self.precheck(case, params)
+        clause = "W1" if v else "W2" if case.repairable else "W3"
+        if v is None:
+            v = WarrantyVerdict(
+                outcome="repair" if case.repairable else "replace",
                 refund_amount=Decimal("0.00"),
-                cited_clauses=["W2"],
-                rationale="In warranty and repairable (W2).",
+                cited_clauses=[clause],
+                rationale="In warranty and repairable (W2)."
+                if case.repairable
+                else "In warranty, not repairable: replaced (W3).",
                 confidence=0.9,
             )
-        return WarrantyVerdict(
-            outcome="replace",
-            refund_amount=Decimal("0.00"),
-            cited_clauses=["W3"],
-            rationale="In warranty, not repairable: replaced (W3).",
-            confidence=0.9,
-        )
+        terms: dict[str, Any] = {
+            "outcome": Term(check="outcome_per_policy", clause=clause, repair="no"),
+            "refund_amount": Term(check="refund_within_price", clause="W3", repair="down"),
+        }
+        return [Ruling(verdict=v, terms=terms)]
 
     def reference_date(self, case: WarrantyCase) -> date:
         return utc_day(case.claimed_at)
