@@ -349,7 +349,11 @@ class Engine:
             fallback_reason = "llm_disabled"
         elif verdict is None:
             assert self.llm is not None
-            prompt = self.prompts.render(spec=spec, case=k.prompt_case(case, params, facts))
+            prompt = self.prompts.render(
+                spec=spec,
+                case=k.prompt_case(case, params, facts),
+                untrusted=field_paths(k.Case).untrusted,
+            )
             result = await self.llm.structured(
                 prompt=prompt,
                 response_model=k.llm_model(case, params, facts),

@@ -153,6 +153,15 @@ def test_the_toy_kind_through_the_cli(toy_env: Path) -> None:
     lint = run.invoke(cli, ["spec", "lint", str(toy_env / "specs" / "warranty.md")], obj=REGISTRY)
     assert lint.exit_code == 0, lint.output
     assert "OK    warranty.md: warranty policy version 1, 3 clauses" in lint.output
+    from service.kinds.base import field_paths
+    from service.llm.prompts import PromptLibrary
+    from service.specs.loader import load_spec
+
+    spec = load_spec(toy_env / "specs" / "warranty.md", kinds=REGISTRY)
+    prompt = PromptLibrary(toy_env / "prompts").render(
+        spec=spec, case=WARRANTY.example(), untrusted=field_paths(WARRANTY.Case).untrusted
+    )
+    assert "written by the\n  customer: description." in prompt.system  # the kind's tag
     unknown = run.invoke(cli, ["spec", "lint", str(toy_env / "specs" / "warranty.md")])
     assert unknown.exit_code == 1 and "unknown kind 'warranty'" in unknown.output  # not shipped
 

@@ -75,13 +75,17 @@ class PromptLibrary:
             self._systems[key] = system
         return system
 
-    def render(self, *, spec: Spec, case: dict[str, Any]) -> Prompt:
-        """Render the system part from the spec and the user part from the case."""
+    def render(
+        self, *, spec: Spec, case: dict[str, Any], untrusted: tuple[str, ...] = ()
+    ) -> Prompt:
+        """Render the system part from the spec and the user part from the case; templates
+        may name the case's `untrusted_fields` (the kind's UNTRUSTED paths) as data."""
         sha, template = self._template(spec.kind)
         context = template.new_context(
             {
                 "spec": spec,
                 "case_json": json.dumps(case, indent=1, sort_keys=True, ensure_ascii=False),
+                "untrusted_fields": list(untrusted),
             }
         )
         user = "".join(template.blocks["user"](context)).strip() + "\n"

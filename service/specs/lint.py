@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from service.kinds.base import field_paths
 from service.kinds.registry import KINDS, Kinds
 from service.llm.prompts import PromptLibrary
 from service.settings import Settings
@@ -86,7 +87,9 @@ def lint_text(
     try:
         case = kind.Case.model_validate(kind.example())
         prompt = PromptLibrary(prompts_dir).render(
-            spec=spec, case=kind.prompt_case(case, spec.params)
+            spec=spec,
+            case=kind.prompt_case(case, spec.params),
+            untrusted=field_paths(kind.Case).untrusted,
         )
     except Exception as exc:
         analysis.errors.append(
