@@ -37,7 +37,10 @@ AuditCaller = Annotated[Caller, Depends(require("audit"))]
 @router.get(
     "/verify",
     response_model=VerifyReport,
-    responses={409: {"model": VerifyReport, "description": "The chain is broken: first_bad"}},
+    responses={
+        409: {"model": VerifyReport, "description": "The chain is broken: first_bad"},
+        **errors(404),
+    },
 )
 async def verify(
     log: LogDep,

@@ -43,7 +43,7 @@ ERRORS: dict[int, str] = {
     400: "The body is not valid JSON (`bad_request`).",
     401: "No valid API key: send `Authorization: Bearer <key>` (`unauthenticated`).",
     403: "The key lacks the scope this operation needs (`forbidden`).",
-    404: "No such decision, kind or spec version (`not_found`).",
+    404: "No such decision, kind or spec version, or no checkpoint directory (`not_found`).",
     409: "A conflict: an Idempotency-Key reused or still in progress, or an already "
     "reviewed decision (`conflict`).",
     413: "The body is too large or too deeply nested (`payload_too_large`).",
