@@ -40,7 +40,7 @@ from service.kinds.base import unstorable
 from service.kinds.registry import AnyKind, Kinds
 from service.log.chain import utc_iso
 from service.log.decisions import DecisionFilter, DecisionLog
-from service.log.masking import for_reader, masked_verdict_fields
+from service.log.masking import masked_verdict_fields
 from service.log.models import DecisionRow, utcnow
 from service.settings import Settings
 from service.specs import publish
@@ -435,12 +435,7 @@ async def reviews(
                 if final is None:
                     out.append(item)
                     continue
-                # the note and the verdict's wording may quote the customer
-                seen = for_reader(
-                    {"rationale": final.rationale, "verdict": final.verdict},
-                    kinds.get(final.kind),
-                    pii=pii,
-                )
+                seen = {"rationale": final.rationale, "verdict": final.verdict}
                 item["review"] = {
                     "decision_id": final.id,
                     "reviewer": final.caller,

@@ -38,7 +38,7 @@ class PromptLibrary:
         self.directory = directory
         self._env = sandbox()
         self._cache: dict[str, tuple[tuple[int, int], str, Any]] = {}
-        self._systems: dict[tuple[str, str], str] = {}
+        self._systems: dict[tuple[str, str, tuple[str, ...]], str] = {}
 
     def _template(self, kind: str) -> tuple[str, Any]:
         """The compiled template and its sha; the file is read again only when it changed."""
@@ -56,9 +56,10 @@ class PromptLibrary:
             self._cache[kind] = cached
         return cached[1], cached[2]
 
-    def _system(self, sha: str, template: Any, spec: Spec) -> str:
-        """The system part: from the spec alone (the case is not in its context)."""
-        key = (sha, spec.sha256)
+    def _system(self, sha: str, template: Any, spec: Spec, untrusted: tuple[str, ...] = ()) -> str:
+        """The system part: from the spec and the kind's untrusted paths alone (the case is
+        not in its context)."""
+        key = (sha, spec.sha256, untrusted)
         system = self._systems.get(key)
         if system is None:
             params = spec.params.model_dump(mode="json")
@@ -67,6 +68,7 @@ class PromptLibrary:
                     "spec": spec,
                     "policy": spec.body,
                     "parameters": json.dumps(params, indent=2, sort_keys=True),
+                    "untrusted_fields": list(untrusted),
                 }
             )
             system = "".join(template.blocks["system"](context)).strip() + "\n"
@@ -85,8 +87,8 @@ class PromptLibrary:
             {
                 "spec": spec,
                 "case_json": json.dumps(case, indent=1, sort_keys=True, ensure_ascii=False),
-                "untrusted_fields": list(untrusted),
             }
         )
         user = "".join(template.blocks["user"](context)).strip() + "\n"
-        return Prompt(system=self._system(sha, template, spec), user=user, template_sha256=sha)
+        system = self._system(sha, template, spec, untrusted)
+        return Prompt(system=system, user=user, template_sha256=sha)
