@@ -397,14 +397,16 @@ def eval_version(
 
 
 def llm_view(registry: SpecRegistry, kind: str, spec: Spec) -> str:
-    """The system prompt the LLM gets with this version (for the kind's sample case)."""
-    from service.kinds.registry import KINDS
+    """The system prompt the LLM gets with this version (for the kind's example case)."""
+    from service.kinds.base import field_paths
     from service.llm.prompts import PromptLibrary
-    from service.specs.lint import sample_case
 
-    k = KINDS[kind]
-    case = k.prompt_case(sample_case(kind), spec.params)
-    return PromptLibrary(registry.prompts_dir).render(spec=spec, case=case).system
+    k = registry.kinds[kind]
+    case = k.prompt_case(k.Case.model_validate(k.example()), spec.params)
+    untrusted = field_paths(k.Case).untrusted
+    return (
+        PromptLibrary(registry.prompts_dir).render(spec=spec, case=case, untrusted=untrusted).system
+    )
 
 
 def agreement_buckets(pairs: list[tuple[Any, Any]], *, buckets: int = 20) -> list[dict[str, Any]]:
