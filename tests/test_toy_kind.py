@@ -121,7 +121,7 @@ async def test_the_toy_kind_is_in_the_contract(toy_api: Api) -> None:
     case_schema = json.dumps(spec["components"]["schemas"]["Owner"])
     assert '"x-personal": true' in case_schema
     specs = (await toy_api.client.get("/v1/specs", headers=toy_api.auth("admin"))).json()
-    assert any(s["kind"] == "warranty" and s["live"] for s in specs["specs"])
+    assert any(s["kind"] == "warranty" and s["version"] for s in specs["specs"])
 
 
 async def test_the_toy_kind_on_the_pages(toy_api: Api) -> None:

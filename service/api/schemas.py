@@ -262,16 +262,17 @@ class LiveVersion(BaseModel):
     clauses: int
 
 
-class SpecFile(BaseModel):
+class SpecFile(Open):
     file: str
     kind: str | None
-    live: LiveVersion | None
+    version: LiveVersion | None
     on_disk_differs: bool
     errors: list[FindingOut]
     warnings: list[FindingOut]
 
 
-class SpecList(BaseModel):
+class SpecList(Open):
+    serving: list[dict[str, Any]] = Field(description="The versions serving now, per role.")
     specs: list[SpecFile]
 
 
@@ -284,6 +285,7 @@ class VersionRow(BaseModel):
     first_seen: datetime | None
     last_seen: datetime | None
     live: bool
+    roles: list[str] = Field(default_factory=list)
 
 
 class VersionList(BaseModel):
