@@ -390,3 +390,80 @@ class Readiness(Open):
     llm: str | dict[str, Any] = Field(description="'disabled (rules only)' or a probe per model.")
     reasons: list[str]
     rate_limit: str
+
+
+# --- policy editing (drafts, evals, rollout changes) -------------------------------------
+
+
+class LintFinding(BaseModel):
+    line: int | None
+    field: str | None
+    rule: str
+    reason: str
+
+
+class LintReport(Open):
+    """A lint result: whether the text may be stored, and every finding at its line."""
+
+    ok: bool
+    sha256: str | None
+    version: str | None
+    clauses: list[str]
+    errors: list[LintFinding]
+    warnings: list[LintFinding]
+
+
+class DraftOut(LintReport):
+    name: str
+    created: bool = Field(description="false when the same text was already stored")
+    diff_with_live: str
+
+
+class EvalOut(Open):
+    """The kind's eval suite run against a version beside the live one (gates promotion)."""
+
+    kind: str
+    sha256: str
+    version: str
+    mode: Literal["rules", "recorded"]
+    passed: bool
+    passed_except_moved: bool
+    moved: list[str] = Field(description="cases whose outcome differs from the live version")
+    summary: dict[str, Any]
+
+
+class CandidateOut(BaseModel):
+    kind: str
+    sha256: str
+    rollout: str
+
+
+class CandidateStopped(BaseModel):
+    kind: str
+    candidate: None
+
+
+class PromoteOut(BaseModel):
+    kind: str
+    sha256: str
+    version: str
+    live_as: str | None
+
+
+class RollbackOut(BaseModel):
+    kind: str
+    sha256: str
+    version: str
+
+
+class PolicyEvent(BaseModel):
+    at: datetime
+    actor: str | None
+    action: str
+    sha256: str | None
+    details: Any
+
+
+class PolicyEvents(BaseModel):
+    kind: str
+    events: list[PolicyEvent]

@@ -11,6 +11,14 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from service.api.schemas import (
     AUTHED,
+    CandidateOut,
+    CandidateStopped,
+    DraftOut,
+    EvalOut,
+    LintReport,
+    PolicyEvents,
+    PromoteOut,
+    RollbackOut,
     RolloutReport,
     SpecDiff,
     SpecList,
@@ -164,7 +172,9 @@ async def rollout(
     return report
 
 
-@router.post("/{kind}/lint", dependencies=JSON_BODY)
+@router.post(
+    "/{kind}/lint", dependencies=JSON_BODY, response_model=LintReport, responses=errors(404, 422)
+)
 async def lint(
     kind: str, body: DraftIn, engine: EngineDep, settings: SettingsDep, _: PolicyEditor
 ) -> dict[str, Any]:
@@ -178,7 +188,13 @@ async def lint(
     return publish.lint_report(analysis)
 
 
-@router.post("/{kind}/drafts", dependencies=JSON_BODY, status_code=201)
+@router.post(
+    "/{kind}/drafts",
+    dependencies=JSON_BODY,
+    status_code=201,
+    response_model=DraftOut,
+    responses={200: {"model": DraftOut, "description": "already stored"}, **errors(404, 422)},
+)
 async def create_draft(
     kind: str, body: DraftIn, engine: EngineDep, settings: SettingsDep, caller: PolicyEditor
 ) -> JSONResponse:
@@ -203,7 +219,12 @@ async def create_draft(
     return JSONResponse(out, status_code=201 if draft.created else 200)
 
 
-@router.post("/{kind}/versions/{sha}/eval", dependencies=JSON_BODY)
+@router.post(
+    "/{kind}/versions/{sha}/eval",
+    dependencies=JSON_BODY,
+    response_model=EvalOut,
+    responses=errors(404, 422),
+)
 async def eval_version(
     kind: str,
     sha: str,
@@ -222,7 +243,12 @@ async def eval_version(
     )
 
 
-@router.post("/{kind}/versions/{sha}/candidate", dependencies=JSON_BODY)
+@router.post(
+    "/{kind}/versions/{sha}/candidate",
+    dependencies=JSON_BODY,
+    response_model=CandidateOut,
+    responses=errors(404, 409, 422),
+)
 async def start_candidate(
     kind: str, sha: str, body: CandidateIn, engine: EngineDep, caller: PolicyEditor
 ) -> dict[str, Any]:
@@ -238,7 +264,9 @@ async def start_candidate(
     return {"kind": kind, "sha256": spec.sha256, "rollout": body.rollout}
 
 
-@router.delete("/{kind}/candidate")
+@router.delete(
+    "/{kind}/candidate", response_model=CandidateStopped, responses=errors(404, 409, 422)
+)
 async def stop_candidate(kind: str, engine: EngineDep, caller: PolicyEditor) -> dict[str, Any]:
     """End the kind's shadow or canary."""
     engine.kind(kind)
@@ -248,7 +276,12 @@ async def stop_candidate(kind: str, engine: EngineDep, caller: PolicyEditor) -> 
     return {"kind": kind, "candidate": None}
 
 
-@router.post("/{kind}/versions/{sha}/promote", dependencies=JSON_BODY)
+@router.post(
+    "/{kind}/versions/{sha}/promote",
+    dependencies=JSON_BODY,
+    response_model=PromoteOut,
+    responses=errors(404, 409, 422),
+)
 async def promote(
     kind: str,
     sha: str,
@@ -273,7 +306,12 @@ async def promote(
     return {"kind": kind, "sha256": spec.sha256, "version": spec.version, "live_as": slot}
 
 
-@router.post("/{kind}/rollback", dependencies=JSON_BODY)
+@router.post(
+    "/{kind}/rollback",
+    dependencies=JSON_BODY,
+    response_model=RollbackOut,
+    responses=errors(404, 409, 422),
+)
 async def rollback(
     kind: str, body: RollbackIn, engine: EngineDep, caller: PolicyPublisher
 ) -> dict[str, Any]:
@@ -287,7 +325,7 @@ async def rollback(
     return {"kind": kind, "sha256": spec.sha256, "version": spec.version}
 
 
-@router.get("/{kind}/events")
+@router.get("/{kind}/events", response_model=PolicyEvents, responses=errors(404, 422))
 async def events(
     kind: str,
     engine: EngineDep,
