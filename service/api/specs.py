@@ -38,6 +38,8 @@ PolicyReader = Annotated[Caller, Depends(require(*POLICY_READERS))]
 PolicyEditor = Annotated[Caller, Depends(require("policy:edit"))]
 PolicyPublisher = Annotated[Caller, Depends(require("policy:publish"))]
 JSON_BODY = [Depends(json_body)]
+BODY_ERRORS = (400, 404, 413, 415, 422)
+"""What an operation that reads a JSON body can answer besides AUTHED."""
 MAX_SPEC_CHARS = 60_000
 """A policy is a few thousand words; 60 000 characters JSON-escaped fit the body limit."""
 
@@ -173,7 +175,10 @@ async def rollout(
 
 
 @router.post(
-    "/{kind}/lint", dependencies=JSON_BODY, response_model=LintReport, responses=errors(404, 422)
+    "/{kind}/lint",
+    dependencies=JSON_BODY,
+    response_model=LintReport,
+    responses=errors(*BODY_ERRORS),
 )
 async def lint(
     kind: str, body: DraftIn, engine: EngineDep, settings: SettingsDep, _: PolicyEditor
@@ -193,7 +198,7 @@ async def lint(
     dependencies=JSON_BODY,
     status_code=201,
     response_model=DraftOut,
-    responses={200: {"model": DraftOut, "description": "already stored"}, **errors(404, 422)},
+    responses={200: {"model": DraftOut, "description": "already stored"}, **errors(*BODY_ERRORS)},
 )
 async def create_draft(
     kind: str, body: DraftIn, engine: EngineDep, settings: SettingsDep, caller: PolicyEditor
@@ -223,7 +228,7 @@ async def create_draft(
     "/{kind}/versions/{sha}/eval",
     dependencies=JSON_BODY,
     response_model=EvalOut,
-    responses=errors(404, 422),
+    responses=errors(*BODY_ERRORS),
 )
 async def eval_version(
     kind: str,
@@ -247,7 +252,7 @@ async def eval_version(
     "/{kind}/versions/{sha}/candidate",
     dependencies=JSON_BODY,
     response_model=CandidateOut,
-    responses=errors(404, 409, 422),
+    responses=errors(*BODY_ERRORS, 409),
 )
 async def start_candidate(
     kind: str, sha: str, body: CandidateIn, engine: EngineDep, caller: PolicyEditor
@@ -280,7 +285,7 @@ async def stop_candidate(kind: str, engine: EngineDep, caller: PolicyEditor) -> 
     "/{kind}/versions/{sha}/promote",
     dependencies=JSON_BODY,
     response_model=PromoteOut,
-    responses=errors(404, 409, 422),
+    responses=errors(*BODY_ERRORS, 409),
 )
 async def promote(
     kind: str,
@@ -310,7 +315,7 @@ async def promote(
     "/{kind}/rollback",
     dependencies=JSON_BODY,
     response_model=RollbackOut,
-    responses=errors(404, 409, 422),
+    responses=errors(*BODY_ERRORS, 409),
 )
 async def rollback(
     kind: str, body: RollbackIn, engine: EngineDep, caller: PolicyPublisher
